@@ -1,0 +1,584 @@
+"""Typed configurations for the three LARP models, with presets and a strict JSON round trip.
+
+Three dataclasses describe everything needed to build a model:
+
+* :class:`PriorConfig` -- the training-time autoregressive prior (the official "GPTC") and its
+  two-round scheduled-sampling loss;
+* :class:`TokenizerConfig` -- the LARP tokenizer (ViT encoder with holistic queries, 16-d cosine VQ,
+  ViT decoder), optionally carrying a :class:`PriorConfig`;
+* :class:`GeneratorConfig` -- the Llama-style second-stage generator (class-conditional or
+  frame prediction).
+
+Presets are small factory functions collected in plain dicts (``TOKENIZER_PRESETS``,
+``PRIOR_PRESETS``, ``GENERATOR_PRESETS``); the CLI takes its choices from those dicts. There is no
+string registry that hides which class gets built: every preset returns a config, and the model
+class is always named by the caller.
+
+``to_dict`` / ``from_dict`` are exact inverses. ``from_dict`` refuses unknown keys and wrong types
+with a message that names them, and ``validate`` refuses absurd sizes *before* any tensor is
+allocated (an estimate of the parameter count is checked against ``MAX_PARAMETERS``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "ConfigError",
+    "PriorConfig",
+    "TokenizerConfig",
+    "GeneratorConfig",
+    "PRIOR_PRESETS",
+    "TOKENIZER_PRESETS",
+    "GENERATOR_PRESETS",
+    "MAX_PARAMETERS",
+]
+
+#: Upper bound on the parameter count a config may describe (guards against absurd configs).
+MAX_PARAMETERS = 20_000_000_000
+
+
+class ConfigError(ValueError):
+    """A configuration is malformed, inconsistent or absurdly large."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic dataclass <-> dict helpers
+# ----------------------------------------------------------------------------------------------
+
+
+class _ConfigBase:
+    """Shared JSON round trip for the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[arg-type]
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown keys {unknown}; known keys are {sorted(names)}")
+        hints = typing.get_type_hints(cls)
+        kwargs = {k: _coerce(cls.__name__, k, hints[k], v) for k, v in data.items()}
+        try:
+            cfg = cls(**kwargs)
+        except TypeError as exc:  # missing required fields
+            raise ConfigError(f"{cls.__name__}: {exc}") from None
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_json(cls, text: str):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{cls.__name__}: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated)."""
+        cfg = dataclasses.replace(self, **changes)  # type: ignore[type-var]
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
+    """Check ``value`` against the annotation ``hint``; build nested configs from dicts."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(owner, key, arg, value)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{owner}.{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{owner}.{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{owner}.{key}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(owner, key, a, v) for a, v in zip(args, value))
+    if isinstance(hint, type) and issubclass(hint, _ConfigBase):
+        if isinstance(value, hint):
+            return value
+        return hint.from_dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{owner}.{key}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{owner}.{key}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{owner}.{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{owner}.{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{owner}.{key}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _check_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
+    if not (lo <= value <= hi):
+        raise ConfigError(f"{owner}.{name} = {value!r} is outside the allowed range [{lo}, {hi}]")
+
+
+def _check_params(owner: str, n: int) -> None:
+    if n > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{owner} describes about {n / 1e9:.1f}B parameters, more than the limit of "
+            f"{MAX_PARAMETERS / 1e9:.0f}B; refusing to build it (is the config corrupt?)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Prior (official "GPTC")
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PriorConfig(_ConfigBase):
+    """The training-time AR prior over continuous 16-d latents and its scheduled-sampling loss.
+
+    Sizes follow the official GPTC registry (see ``PRIOR_PRESETS``). ``max_seq_len`` is the length
+    of the learned ``pos_emb`` table; the official default of 1024 is kept independent of the token
+    count (decision, official_layout.md section 4 item 12: a prior is usable for any N <= max_seq_len + 1).
+    """
+
+    n_layer: int = 12
+    n_head: int = 6
+    n_embd: int = 384
+    max_seq_len: int = 1024
+    embd_pdrop: float = 0.1
+    resid_pdrop: float = 0.1
+    attn_pdrop: float = 0.1
+    l2_normalized: bool = True
+    # loss and schedule
+    use_mix_ss: bool = True
+    mix_ss_max_ratio: float = 0.5
+    mix_ss_peak_steps_ratio: float = 0.3
+    n_rounds: int = 2
+    avg_loss_over_rounds: bool = True
+    no_grad_before_last_round: bool = False
+    latent_ce_temperature: float = 1.0
+    #: informational: the official registry name (e.g. "gptc-S"), kept for conversion back
+    name: str = "gptc-S"
+
+    def validate(self) -> None:
+        o = "PriorConfig"
+        _check_range(o, "n_layer", self.n_layer, 1, 256)
+        _check_range(o, "n_head", self.n_head, 1, 256)
+        _check_range(o, "n_embd", self.n_embd, 1, 65536)
+        _check_range(o, "max_seq_len", self.max_seq_len, 1, 1 << 20)
+        _check_range(o, "n_rounds", self.n_rounds, 1, 16)
+        for p in ("embd_pdrop", "resid_pdrop", "attn_pdrop", "mix_ss_max_ratio"):
+            _check_range(o, p, getattr(self, p), 0.0, 1.0)
+        _check_range(o, "mix_ss_peak_steps_ratio", self.mix_ss_peak_steps_ratio, 1e-9, 1e9)
+        _check_range(o, "latent_ce_temperature", self.latent_ce_temperature, 1e-9, 1e9)
+        if self.n_embd % self.n_head:
+            raise ConfigError(f"{o}: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        _check_params(o, self.num_parameters_estimate(16))
+
+    def num_parameters_estimate(self, latent_dim: int) -> int:
+        d = self.n_embd
+        per_layer = 12 * d * d + 13 * d
+        return self.n_layer * per_layer + self.max_seq_len * d + 2 * latent_dim * d + 3 * d
+
+    def without_dropout(self) -> PriorConfig:
+        return self.replace(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
+
+
+def _prior(n_layer: int, n_head: int, n_embd: int, name: str) -> PriorConfig:
+    return PriorConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, name=name)
+
+
+#: The official GPTC sizes (n_layer, n_head, n_embd), plus the kit's small priors.
+PRIOR_PRESETS: dict[str, typing.Callable[[], PriorConfig]] = {
+    "gptc-L": lambda: _prior(24, 16, 1024, "gptc-L"),
+    "gptc-B": lambda: _prior(12, 12, 768, "gptc-B"),
+    "gptc-M": lambda: _prior(12, 8, 512, "gptc-M"),
+    "gptc-S": lambda: _prior(12, 6, 384, "gptc-S"),
+    "gptc-XS": lambda: _prior(6, 6, 384, "gptc-XS"),
+    "gptc-XXS": lambda: _prior(6, 4, 256, "gptc-XXS"),
+    "gptc-tiny": lambda: _prior(4, 4, 128, "gptc-tiny"),
+    "gptc-micro": lambda: _prior(2, 2, 64, "gptc-micro"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tokenizer
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TokenizerConfig(_ConfigBase):
+    """The LARP tokenizer.
+
+    Decisions on the official model's open points (official_layout.md section 4):
+
+    * ``layer_norm_eps`` = 1e-5 in the ViT blocks, as timm did in 2024 when the released weights were
+      trained (item 1); the final layer's LayerNorm uses 1e-6 as in the official code.
+    * ``pixel_range`` records the range the *weights* expect. The public API always takes and
+      returns videos in [-1, 1]; the tokenizer converts to and from ``"zero_one"`` internally for the
+      official checkpoints, which were trained on [0, 1] frames.
+    * The decoder unpatchifies with the *decoder's* patch sizes (item 5); the official code used the
+      encoder's, which is the same thing in every released configuration.
+    """
+
+    input_size: int = 128
+    frame_num: int = 16
+    in_channels: int = 3
+    patch_size: int = 8
+    temporal_patch_size: int = 4
+    decoder_patch_size: int = 8
+    decoder_temporal_patch_size: int = 4
+    num_tokens: int = 1024
+    encoder_hidden_size: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    decoder_hidden_size: int = 768
+    decoder_depth: int = 12
+    decoder_num_heads: int = 12
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-5
+    bottleneck_dim: int = 16
+    codebook_size: int = 8192
+    vq_temperature: float = 0.03
+    commitment_loss_weight: float = 0.25
+    codebook_loss_weight: float = 1.0
+    latent_pe_scale_factor: float = 10000.0
+    query_init_std: float = 0.02
+    pixel_range: Literal["minus_one_one", "zero_one"] = "minus_one_one"
+    prior: PriorConfig | None = field(default_factory=lambda: PRIOR_PRESETS["gptc-S"]())
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def patch_grid(self) -> tuple[int, int, int]:
+        """Encoder patch grid (t, h, w) at the configured input size."""
+        return (
+            self.frame_num // self.temporal_patch_size,
+            self.input_size // self.patch_size,
+            self.input_size // self.patch_size,
+        )
+
+    @property
+    def decoder_patch_grid(self) -> tuple[int, int, int]:
+        return (
+            self.frame_num // self.decoder_temporal_patch_size,
+            self.input_size // self.decoder_patch_size,
+            self.input_size // self.decoder_patch_size,
+        )
+
+    @property
+    def num_patches(self) -> int:
+        t, h, w = self.patch_grid
+        return t * h * w
+
+    @property
+    def num_decoder_patches(self) -> int:
+        t, h, w = self.decoder_patch_grid
+        return t * h * w
+
+    def validate(self) -> None:
+        o = "TokenizerConfig"
+        for name, hi in (
+            ("input_size", 8192),
+            ("frame_num", 4096),
+            ("in_channels", 16),
+            ("patch_size", 512),
+            ("temporal_patch_size", 512),
+            ("decoder_patch_size", 512),
+            ("decoder_temporal_patch_size", 512),
+            ("num_tokens", 1 << 16),
+            ("encoder_hidden_size", 16384),
+            ("decoder_hidden_size", 16384),
+            ("encoder_depth", 256),
+            ("decoder_depth", 256),
+            ("encoder_num_heads", 256),
+            ("decoder_num_heads", 256),
+            ("bottleneck_dim", 4096),
+            ("codebook_size", 1 << 22),
+        ):
+            _check_range(o, name, getattr(self, name), 1, hi)
+        _check_range(o, "mlp_ratio", self.mlp_ratio, 0.01, 64)
+        _check_range(o, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
+        _check_range(o, "vq_temperature", self.vq_temperature, 1e-9, 1e9)
+        for side in ("encoder", "decoder"):
+            d, h = getattr(self, f"{side}_hidden_size"), getattr(self, f"{side}_num_heads")
+            if d % h:
+                raise ConfigError(f"{o}: {side}_hidden_size {d} is not divisible by {side}_num_heads {h}")
+        for d in (self.encoder_hidden_size, self.decoder_hidden_size):
+            if d % 4:
+                raise ConfigError(f"{o}: hidden sizes must be divisible by 4 for the 3-D sin-cos table, got {d}")
+        for p, pt in (
+            (self.patch_size, self.temporal_patch_size),
+            (self.decoder_patch_size, self.decoder_temporal_patch_size),
+        ):
+            if self.input_size % p or self.frame_num % pt:
+                raise ConfigError(
+                    f"{o}: input {self.frame_num}x{self.input_size}x{self.input_size} does not divide into "
+                    f"{pt}x{p}x{p} patches"
+                )
+        if self.prior is not None:
+            self.prior.validate()
+            if self.num_tokens - 1 > self.prior.max_seq_len:
+                raise ConfigError(
+                    f"{o}: the prior's position table holds {self.prior.max_seq_len} positions but "
+                    f"{self.num_tokens - 1} are needed for {self.num_tokens} tokens"
+                )
+        _check_params(o, self.num_parameters_estimate())
+        # guard the fixed buffers and activations too
+        n_elems = (self.num_patches + self.num_decoder_patches + self.num_tokens) * max(
+            self.encoder_hidden_size, self.decoder_hidden_size
+        )
+        if n_elems > 2_000_000_000:
+            raise ConfigError(f"{o}: sin-cos tables of {n_elems} elements are absurdly large")
+
+    def num_parameters_estimate(self) -> int:
+        """Parameter count (without buffers), exact for this architecture up to small terms."""
+
+        def vit(d: int, depth: int) -> int:
+            hidden = int(d * self.mlp_ratio)
+            return depth * (3 * d * d + d * d + d + 2 * d * hidden + hidden + d + 4 * d)
+
+        de, dd = self.encoder_hidden_size, self.decoder_hidden_size
+        c, p, pt = self.in_channels, self.patch_size, self.temporal_patch_size
+        out = self.decoder_temporal_patch_size * self.decoder_patch_size**2 * c
+        n = vit(de, self.encoder_depth) + vit(dd, self.decoder_depth)
+        n += de * c * pt * p * p + de  # patch embedding
+        n += self.num_tokens * de + dd  # queries + token-type embed
+        n += de * self.bottleneck_dim + self.bottleneck_dim + self.bottleneck_dim * dd + dd
+        n += self.codebook_size * self.bottleneck_dim
+        n += 2 * dd + dd * out + out
+        if self.prior is not None:
+            n += self.prior.num_parameters_estimate(self.bottleneck_dim)
+        return n
+
+
+def _larp_tokenizer(
+    hidden: int, depth: int, heads: int, prior: str = "gptc-S", **kw: Any
+) -> TokenizerConfig:
+    return TokenizerConfig(
+        encoder_hidden_size=hidden,
+        encoder_depth=depth,
+        encoder_num_heads=heads,
+        decoder_hidden_size=hidden,
+        decoder_depth=depth,
+        decoder_num_heads=heads,
+        prior=PRIOR_PRESETS[prior](),
+        **kw,
+    )
+
+
+#: Tokenizer presets. ``larp-l`` is the released LARP-L-long configuration (128x128x16, 1024 tokens,
+#: trained on [0, 1] frames). ``larp-s``/``larp-b`` continue the ladder below it with ViT widths; the
+#: official code ships no S/B tokenizer configs, so these are this kit's choice. ``tiny`` and
+#: ``micro`` are this kit's CPU-sized models.
+TOKENIZER_PRESETS: dict[str, typing.Callable[[], TokenizerConfig]] = {
+    "larp-l": lambda: _larp_tokenizer(768, 12, 12, pixel_range="zero_one"),
+    "larp-b": lambda: _larp_tokenizer(512, 12, 8),
+    "larp-s": lambda: _larp_tokenizer(384, 12, 6),
+    "tiny": lambda: TokenizerConfig(
+        input_size=64,
+        frame_num=16,
+        num_tokens=256,
+        encoder_hidden_size=256,
+        encoder_depth=4,
+        encoder_num_heads=4,
+        decoder_hidden_size=256,
+        decoder_depth=4,
+        decoder_num_heads=4,
+        codebook_size=1024,
+        prior=PRIOR_PRESETS["gptc-tiny"](),
+    ),
+    "micro": lambda: TokenizerConfig(
+        input_size=32,
+        frame_num=8,
+        num_tokens=16,
+        encoder_hidden_size=64,
+        encoder_depth=2,
+        encoder_num_heads=4,
+        decoder_hidden_size=64,
+        decoder_depth=2,
+        decoder_num_heads=4,
+        codebook_size=64,
+        prior=PRIOR_PRESETS["gptc-micro"](),
+    ),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Generator
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GeneratorConfig(_ConfigBase):
+    """The Llama-style AR generator (the official ``LARP_AR`` / ``ModelArgs``).
+
+    Field names follow the official ``ModelArgs`` so that official ``config.json`` files map one to
+    one. ``max_seq_len`` is the number of generated tokens (the tokenizer's N) and ``vocab_size`` the
+    tokenizer's codebook size. In frame-prediction mode the condition is the tokenizer's N tokens of
+    the conditioning clip followed by a separator token (id ``vocab_size``), so
+    ``cls_token_num = max_seq_len + 1``.
+    """
+
+    dim: int = 1280
+    n_layer: int = 30
+    n_head: int = 20
+    n_kv_head: int | None = None
+    multiple_of: int = 256
+    ffn_dim_multiplier: float | None = None
+    norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    token_dropout_p: float = 0.1
+    attn_dropout_p: float = 0.0
+    resid_dropout_p: float = 0.1
+    ffn_dropout_p: float = 0.1
+    drop_path_rate: float = 0.0
+    num_classes: int = 101
+    class_dropout_prob: float = 0.1
+    vocab_size: int = 8192
+    cls_token_num: int = 1
+    max_seq_len: int = 1024
+    use_fixed_pe: bool = False
+    frame_prediction: bool = False
+    #: optional human-readable class names (index -> name); not part of the official format
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def ffn_hidden(self) -> int:
+        hidden = int(2 * (4 * self.dim) / 3)
+        if self.ffn_dim_multiplier is not None:
+            hidden = int(self.ffn_dim_multiplier * hidden)
+        return self.multiple_of * ((hidden + self.multiple_of - 1) // self.multiple_of)
+
+    @property
+    def pe_len(self) -> int:
+        """Length of the absolute position table: condition positions + generated tokens - 1."""
+        return self.max_seq_len + self.cls_token_num - 1
+
+    @property
+    def separator_token(self) -> int:
+        """Frame prediction: the id of the separator appended to the conditioning tokens."""
+        return self.vocab_size
+
+    def validate(self) -> None:
+        o = "GeneratorConfig"
+        for name, hi in (
+            ("dim", 65536),
+            ("n_layer", 512),
+            ("n_head", 1024),
+            ("multiple_of", 1 << 16),
+            ("num_classes", 1 << 24),
+            ("vocab_size", 1 << 24),
+            ("cls_token_num", 1 << 20),
+            ("max_seq_len", 1 << 20),
+        ):
+            _check_range(o, name, getattr(self, name), 1, hi)
+        for p in ("token_dropout_p", "attn_dropout_p", "resid_dropout_p", "ffn_dropout_p", "class_dropout_prob"):
+            _check_range(o, p, getattr(self, p), 0.0, 1.0)
+        _check_range(o, "norm_eps", self.norm_eps, 0.0, 1.0)
+        if self.dim % self.n_head:
+            raise ConfigError(f"{o}: dim {self.dim} is not divisible by n_head {self.n_head}")
+        if self.n_kv_head is not None:
+            _check_range(o, "n_kv_head", self.n_kv_head, 1, self.n_head)
+            if self.n_head % self.n_kv_head:
+                raise ConfigError(f"{o}: n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
+        if self.ffn_dim_multiplier is not None:
+            _check_range(o, "ffn_dim_multiplier", self.ffn_dim_multiplier, 1e-3, 1e3)
+        if self.frame_prediction and self.cls_token_num != self.max_seq_len + 1:
+            raise ConfigError(
+                f"{o}: frame prediction needs cls_token_num = max_seq_len + 1 = {self.max_seq_len + 1} "
+                f"(N conditioning tokens + separator), got {self.cls_token_num}"
+            )
+        if not self.frame_prediction and self.cls_token_num != 1:
+            raise ConfigError(f"{o}: class-conditional models use cls_token_num = 1, got {self.cls_token_num}")
+        if self.class_names is not None and len(self.class_names) != self.num_classes:
+            raise ConfigError(
+                f"{o}: {len(self.class_names)} class names given for num_classes = {self.num_classes}"
+            )
+        _check_params(o, self.num_parameters_estimate())
+
+    def num_parameters_estimate(self) -> int:
+        d, h = self.dim, self.ffn_hidden
+        attn = d * (self.n_head + 2 * self.kv_heads) * self.head_dim + d * d
+        per_layer = attn + 3 * d * h + 2 * d
+        n = self.n_layer * per_layer + d
+        n += (self.vocab_size + int(self.frame_prediction)) * d + self.vocab_size * d
+        n += self.pe_len * d
+        if not self.frame_prediction:
+            n += (self.num_classes + int(self.class_dropout_prob > 0)) * d
+        return n
+
+
+def _llama_abs(n_layer: int, n_head: int, dim: int, **kw: Any) -> GeneratorConfig:
+    return GeneratorConfig(n_layer=n_layer, n_head=n_head, dim=dim, **kw)
+
+
+#: Generator presets: the official llama-abs ladder (n_layer, n_head, dim); 1024 tokens over an
+#: 8192-code vocabulary and the 101 UCF-101 classes by default. ``-fp`` variants are frame prediction.
+GENERATOR_PRESETS: dict[str, typing.Callable[[], GeneratorConfig]] = {
+    "llama-abs-S": lambda: _llama_abs(12, 6, 384),
+    "llama-abs-B": lambda: _llama_abs(12, 12, 768),
+    "llama-abs-L": lambda: _llama_abs(24, 16, 1024),
+    "llama-abs-LP": lambda: _llama_abs(30, 20, 1280),
+    "llama-abs-XL": lambda: _llama_abs(36, 20, 1280),
+    "llama-abs-XXL": lambda: _llama_abs(48, 24, 1536),
+    "llama-abs-XXXL": lambda: _llama_abs(48, 40, 2560),
+    "llama-abs-LP-fp": lambda: _llama_abs(30, 20, 1280, frame_prediction=True, cls_token_num=1025),
+    "tiny": lambda: _llama_abs(6, 4, 256, vocab_size=1024, max_seq_len=256, num_classes=10, multiple_of=64),
+    "tiny-fp": lambda: _llama_abs(
+        6, 4, 256, vocab_size=1024, max_seq_len=256, num_classes=10, multiple_of=64,
+        frame_prediction=True, cls_token_num=257,
+    ),
+    "micro": lambda: _llama_abs(2, 4, 64, vocab_size=64, max_seq_len=16, num_classes=10),
+    "micro-fp": lambda: _llama_abs(
+        2, 4, 64, vocab_size=64, max_seq_len=16, num_classes=10, frame_prediction=True, cls_token_num=17
+    ),
+}
+
+
+def load_config_file(path: str | Path, cls: type):
+    """Read a JSON config file into ``cls`` (small files only)."""
+    p = Path(path)
+    if p.stat().st_size > 1_000_000:
+        raise ConfigError(f"{p}: config file is larger than 1 MB; refusing to parse it")
+    return cls.from_json(p.read_text(encoding="utf-8"))

@@ -1,0 +1,500 @@
+"""LARPGenerator: the Llama-style second-stage AR model over LARP tokens.
+
+Architecture (official ``LARP_AR`` with llama-abs sizes): RMSNorm, SwiGLU, causal attention with
+fused qkv (optional grouped KV heads), *learned absolute* positions (no RoPE), untied output head.
+
+Two modes:
+
+* **class-conditional**: the sequence is ``[class embedding ; z_0 .. z_{N-2}]``; label
+  ``num_classes`` is the null class used for classifier-free guidance (and dropped-out labels in
+  training). Negative labels also mean "null" (official behaviour, section 4 item 10).
+* **frame prediction** (``frame_prediction=True``): the condition is the tokenizer's N tokens of
+  the conditioning clip (first frames, last one repeated to the full length) followed by a
+  separator token (id ``vocab_size``), i.e. ``cls_token_num = N + 1`` positions; the generated N
+  tokens describe the whole clip, conditioning frames included.
+
+Decisions (official_layout.md section 4):
+
+* :meth:`LARPGenerator.forward` returns, for a token sequence (B, L), the logits of *each* of its
+  L tokens given the condition and the tokens before it: (B, L, V). Pass the full sequence; its
+  last token is not fed. (The official call takes ``z[:, :-1]`` and gives the same logits.)
+* CFG follows the official formula ``uncond + (cond - uncond) * scale`` on raw logits, before
+  temperature and top-k/top-p, applied at the prefill and at every decode step until
+  ``cfg_interval`` (counted from 0 over decode steps; -1 = always). The official code switches CFG
+  on only for scale > 1; here any scale != 1 uses it (scale 0 = unconditional), identical for >= 1.
+* Sampled tokens are returned as int64 (the official ``generate`` returns int32); the tokenizer
+  decodes both.
+* Sampling uses a preallocated KV cache of length ``cls_token_num + N`` (no rounding to 8 is
+  needed since attention reads only the filled part), one batched forward for the cond and null
+  halves, and no host synchronisation per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import GeneratorConfig
+from .layers import HookPoint, RMSNorm, SwiGLU, attention, sincos_1d
+
+# ================================================================================================
+#                                         KV cache
+# ================================================================================================
+
+
+class KVCache:
+    """Static per-layer key/value buffers (B, H_kv, L_max, hd), filled left to right.
+
+    Not a module and never part of the state dict.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_kv: int, max_len: int, head_dim: int, device, dtype) -> None:
+        shape = (batch, n_kv, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
+        self.max_len = max_len
+        self.batch = batch
+
+    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write k, v (B, H_kv, L, hd) at positions [start, start+L); return the filled prefix."""
+        end = start + k.shape[2]
+        if end > self.max_len:
+            raise ValueError(f"KV cache overflow: position {end} > {self.max_len}")
+        B = k.shape[0]
+        self.k[layer][:B, :, start:end] = k
+        self.v[layer][:B, :, start:end] = v
+        return self.k[layer][:B, :, :end], self.v[layer][:B, :, :end]
+
+    def shrink(self, batch: int) -> None:
+        """Keep only the first ``batch`` rows (e.g. drop the null half when CFG stops)."""
+        self.k = [t[:batch] for t in self.k]
+        self.v = [t[:batch] for t in self.v]
+        self.batch = batch
+
+
+# ================================================================================================
+#                                        Llama layers
+# ================================================================================================
+
+
+class CausalAttention(nn.Module):
+    """Fused ``wqkv`` (no bias) -> causal attention -> ``wo`` (no bias), with optional GQA."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.n_head, self.n_kv, self.head_dim = cfg.n_head, cfg.kv_heads, cfg.head_dim
+        total = (cfg.n_head + 2 * cfg.kv_heads) * cfg.head_dim
+        self.wqkv = nn.Linear(cfg.dim, total, bias=False)
+        self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.attn_dropout_p = cfg.attn_dropout_p
+        self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
+        self.hook_attn = HookPoint()  # (B, H, L, L_ctx) probabilities while captured
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0, start: int = 0) -> Tensor:
+        """x: (B, L, D) -> (B, L, D). With a cache, x holds positions [start, start + L)."""
+        B, L, _ = x.shape
+        hd = self.head_dim
+        q, k, v = self.wqkv(x).split([self.n_head * hd, self.n_kv * hd, self.n_kv * hd], dim=-1)
+        q = q.view(B, L, self.n_head, hd).transpose(1, 2)  # (B, H, L, hd)
+        k = k.view(B, L, self.n_kv, hd).transpose(1, 2)  # (B, H_kv, L, hd)
+        v = v.view(B, L, self.n_kv, hd).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(layer, start, k, v)  # (B, H_kv, start + L, hd)
+        if self.n_kv != self.n_head:
+            rep = self.n_head // self.n_kv
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        p = self.attn_dropout_p if self.training else 0.0
+        Lk = k.shape[2]
+        if L == Lk:
+            y = attention(q, k, v, causal=True, dropout_p=p, record=self.hook_attn)
+        elif L == 1:  # one new token attends to everything before it
+            y = attention(q, k, v, dropout_p=p, record=self.hook_attn)
+        else:  # a block of new tokens after a cached prefix
+            mask = torch.ones(L, Lk, dtype=torch.bool, device=x.device).tril(diagonal=Lk - L)
+            y = attention(q, k, v, mask=mask, dropout_p=p, record=self.hook_attn)
+        y = y.transpose(1, 2).reshape(B, L, self.n_head * hd)
+        return self.resid_dropout(self.wo(y))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.attention = CausalAttention(cfg)
+        self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden, cfg.ffn_dropout_p)
+        self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.hook_out = HookPoint()
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0, start: int = 0) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), cache, layer, start)
+        return self.hook_out(h + self.feed_forward(self.ffn_norm(h)))
+
+
+class LabelEmbedder(nn.Module):
+    """Class embeddings with an extra null row when label dropout is used (official layout)."""
+
+    def __init__(self, num_classes: int, dim: int, dropout_prob: float) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.dropout_prob = dropout_prob
+        self.embedding_table = nn.Embedding(num_classes + int(dropout_prob > 0), dim)
+
+    def forward(self, labels: Tensor) -> Tensor:
+        """labels (B,) -> (B, 1, D). Negative labels and, in training, a random fraction -> null."""
+        null = self.num_classes
+        labels = torch.where(labels < 0, torch.full_like(labels, null), labels)
+        if self.training and self.dropout_prob > 0:
+            drop = torch.rand(labels.shape[0], device=labels.device) < self.dropout_prob
+            labels = torch.where(drop, torch.full_like(labels, null), labels)
+        return self.embedding_table(labels).unsqueeze(1)
+
+
+# ================================================================================================
+#                                         Sampling helpers
+# ================================================================================================
+
+
+def top_k_top_p_filter(logits: Tensor, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Official filtering on (B, V) logits; removed entries become -inf (returns a new tensor).
+
+    top-k keeps every logit >= the k-th largest (ties survive); top-p keeps the smallest prefix of
+    the sorted distribution whose mass exceeds ``top_p`` (the crossing token and the top-1 are
+    always kept).
+    """
+    logits = logits.clone()
+    V = logits.shape[-1]
+    if top_k > 0:
+        k = min(max(int(top_k), 1), V)
+        kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cum > top_p
+        remove[..., 1:] = remove[..., :-1].clone()
+        remove[..., 0] = False
+        logits = logits.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+    return logits
+
+
+def sample_from_logits(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One token per row of (B, V) logits -> int64 (B, 1)."""
+    if greedy:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / max(temperature, 1e-5)
+    if top_k > 0 or top_p < 1.0:
+        logits = top_k_top_p_filter(logits, top_k, top_p)
+    probs = F.softmax(logits.float(), dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+# ================================================================================================
+#                                          Generator
+# ================================================================================================
+
+
+@dataclass
+class SamplingOptions:
+    cfg_scale: float = 1.0
+    cfg_interval: int = -1
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    greedy: bool = False
+
+
+class LARPGenerator(nn.Module):
+    """Class-conditional or frame-prediction AR generator over N tokens from a K-code vocabulary.
+
+    * ``gen(tokens, cond)`` -> teacher-forced logits (B, L, V) for tokens (B, L);
+    * :meth:`sample` -> int64 (B, N) tokens (KV cache; CFG, temperature, top-k, top-p, greedy);
+    * :meth:`token_log_likelihood` -> (B, L) log p(token_i | cond, tokens_<i).
+    """
+
+    def __init__(self, config: GeneratorConfig, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        c = config
+        ctx = torch.device(device) if device is not None else contextlib.nullcontext()
+        with ctx:
+            pe = torch.randn(1, c.pe_len, c.dim) * c.initializer_range
+            if c.use_fixed_pe:
+                self.register_buffer("abs_pe", pe)
+            else:
+                self.abs_pe = nn.Parameter(pe)
+            self.cls_embedding = (
+                None if c.frame_prediction else LabelEmbedder(c.num_classes, c.dim, c.class_dropout_prob)
+            )
+            self.tok_embeddings = nn.Embedding(c.vocab_size + int(c.frame_prediction), c.dim)
+            self.tok_dropout = nn.Dropout(c.token_dropout_p)
+            self.layers = nn.ModuleList([TransformerBlock(c) for _ in range(c.n_layer)])
+            self.norm = RMSNorm(c.dim, c.norm_eps)
+            self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+            self._init_weights()
+            self.reset_fixed_tables()
+
+    def _init_weights(self) -> None:
+        """Official init: normal(0, initializer_range) for Linear and Embedding, zero output head."""
+        std = self.config.initializer_range
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=std)
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        nn.init.zeros_(self.output.weight)
+
+    @torch.no_grad()
+    def reset_fixed_tables(self) -> None:
+        """Fill the fixed sin-cos position table when ``use_fixed_pe`` (no-op otherwise)."""
+        if self.config.use_fixed_pe and self.abs_pe.device.type != "meta":
+            self.abs_pe.copy_(sincos_1d(self.config.dim, torch.arange(self.config.pe_len)).float().unsqueeze(0))
+
+    @property
+    def device(self) -> torch.device:
+        return self.tok_embeddings.weight.device
+
+    @property
+    def num_tokens(self) -> int:
+        return self.config.max_seq_len
+
+    # -------------------------------------------------------------------------------------------
+    # conditioning
+    # -------------------------------------------------------------------------------------------
+    def prepare_condition(self, cond: Tensor | list | int) -> Tensor:
+        """Validate and normalise a condition.
+
+        Class-conditional: labels (B,) ints in [0, num_classes], negative = null. Frame prediction:
+        conditioning tokens (B, N) (the separator is appended) or (B, N + 1) ending with it.
+        """
+        c = self.config
+        cond = torch.as_tensor(cond, device=self.device)
+        if cond.is_floating_point():
+            raise TypeError("the condition must hold integers (class labels or token ids)")
+        cond = cond.long()
+        if not c.frame_prediction:
+            cond = cond.reshape(-1)
+            if cond.numel() and int(cond.max()) > c.num_classes:
+                raise ValueError(f"class labels must be < {c.num_classes} (or {c.num_classes} = null); got {int(cond.max())}")
+            return cond
+        if cond.ndim != 2:
+            raise ValueError(f"frame prediction needs conditioning tokens of shape (B, {c.max_seq_len}); got {tuple(cond.shape)}")
+        if cond.shape[1] == c.max_seq_len:
+            sep = torch.full((cond.shape[0], 1), c.separator_token, dtype=torch.long, device=cond.device)
+            cond = torch.cat([cond, sep], dim=1)
+        if cond.shape[1] != c.cls_token_num:
+            raise ValueError(
+                f"frame prediction needs (B, {c.max_seq_len}) conditioning tokens (or {c.cls_token_num} with the "
+                f"separator); got {tuple(cond.shape)}"
+            )
+        if int(cond[:, :-1].min()) < 0 or int(cond[:, :-1].max()) >= c.vocab_size:
+            raise ValueError(f"conditioning tokens must lie in [0, {c.vocab_size})")
+        return cond
+
+    def null_condition(self, batch: int) -> Tensor:
+        return torch.full((batch,), self.config.num_classes, dtype=torch.long, device=self.device)
+
+    def _embed_condition(self, cond: Tensor) -> Tensor:
+        """(B,) labels or (B, cls_token_num) tokens -> (B, cls_token_num, D)."""
+        if self.config.frame_prediction:
+            return self.tok_embeddings(cond)
+        return self.cls_embedding(cond)[:, : self.config.cls_token_num]
+
+    # -------------------------------------------------------------------------------------------
+    # the transformer
+    # -------------------------------------------------------------------------------------------
+    def _run(self, h: Tensor, start: int, cache: KVCache | None) -> Tensor:
+        """Embedded inputs (B, L, D) at positions [start, start + L) -> logits (B, L, V)."""
+        h = self.tok_dropout(h) + self.abs_pe[:, start : start + h.shape[1]]
+        for i, layer in enumerate(self.layers):
+            h = layer(h, cache, i, start)
+        return self.output(self.norm(h)).float()
+
+    def forward(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        """Teacher-forced logits.
+
+        Args:
+            tokens: int (B, L), 1 <= L <= N: a (prefix of a) token sequence.
+            cond: labels (B,) or frame-prediction tokens (B, N[+1]).
+        Returns:
+            float32 (B, L, V): row i is the distribution of ``tokens[:, i]`` given ``cond`` and
+            ``tokens[:, :i]`` (the last token is never fed).
+        """
+        c = self.config
+        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= c.max_seq_len:
+            raise ValueError(f"tokens must have shape (B, L) with 1 <= L <= {c.max_seq_len}; got {tuple(tokens.shape)}")
+        cond = self.prepare_condition(cond)
+        cond_h = self._embed_condition(cond)  # (B, C, D)
+        tok_h = self.tok_embeddings(tokens[:, :-1].long())  # (B, L-1, D)
+        h = torch.cat([cond_h, tok_h], dim=1)  # (B, C + L - 1, D)
+        logits = self._run(h, 0, None)
+        return logits[:, c.cls_token_num - 1 :]  # (B, L, V)
+
+    def loss(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        """Mean next-token cross-entropy of ``tokens`` (B, N)."""
+        logits = self(tokens, cond)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1).long())
+
+    @torch.no_grad()
+    def token_log_likelihood(self, tokens: Tensor, cond: Tensor) -> Tensor:
+        """log p(tokens[:, i] | cond, tokens[:, :i]) for every i: float32 (B, L)."""
+        logp = self(tokens, cond).log_softmax(-1)
+        return logp.gather(-1, tokens[..., None].long()).squeeze(-1)
+
+    # -------------------------------------------------------------------------------------------
+    # sampling
+    # -------------------------------------------------------------------------------------------
+    def new_cache(self, batch: int, dtype: torch.dtype | None = None) -> KVCache:
+        c = self.config
+        return KVCache(
+            c.n_layer, batch, c.kv_heads, c.cls_token_num + c.max_seq_len, c.head_dim,
+            self.device, dtype or self.output.weight.dtype,
+        )
+
+    def prefill(self, cond: Tensor, cache: KVCache) -> Tensor:
+        """Run the condition through the cache: logits (B, cls_token_num, V); the last row predicts token 0."""
+        return self._run(self._embed_condition(cond), 0, cache)
+
+    def decode_step(self, tokens: Tensor, position: int, cache: KVCache) -> Tensor:
+        """Feed tokens (B, L) occupying sequence positions [position, position + L): logits (B, L, V)."""
+        return self._run(self.tok_embeddings(tokens.long()), position, cache)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cond: Tensor | list | int,
+        cfg_scale: float = 1.0,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        generator: torch.Generator | None = None,
+        *,
+        cfg_interval: int = -1,
+        greedy: bool = False,
+        num_tokens: int | None = None,
+        use_cache: bool = True,
+        progress: bool = False,
+    ) -> Tensor:
+        """Generate token sequences.
+
+        Args:
+            cond: class labels (B,) (or one int), or frame-prediction conditioning tokens (B, N[+1]).
+            cfg_scale: classifier-free guidance scale (1 = off; class-conditional only).
+            temperature, top_k, top_p: sampling controls (applied after CFG); ``greedy`` = argmax.
+            generator: a seeded ``torch.Generator`` for reproducible samples (else the global RNG).
+            cfg_interval: decode step after which CFG stops (-1 = never stops).
+            num_tokens: generate fewer than N tokens (default N).
+            use_cache: False runs the full sequence at every step (the slow reference path).
+        Returns:
+            int64 (B, num_tokens).
+        """
+        c = self.config
+        cond = self.prepare_condition(cond)
+        if cond.ndim == 1 and cond.numel() == 0:
+            raise ValueError("empty condition")
+        n = c.max_seq_len if num_tokens is None else int(num_tokens)
+        if not 1 <= n <= c.max_seq_len:
+            raise ValueError(f"num_tokens must be in [1, {c.max_seq_len}]")
+        use_cfg = cfg_scale != 1.0
+        if use_cfg and c.frame_prediction:
+            raise ValueError("classifier-free guidance is not available for frame prediction (cfg_scale must be 1)")
+        if use_cfg and self.cls_embedding.embedding_table.num_embeddings <= c.num_classes:
+            raise ValueError("this generator has no null class (class_dropout_prob = 0), so CFG is unavailable")
+        if not math.isfinite(cfg_scale) or not math.isfinite(temperature) or temperature < 0:
+            raise ValueError("cfg_scale and temperature must be finite (temperature >= 0)")
+        B = cond.shape[0]
+        opts = SamplingOptions(cfg_scale, cfg_interval, temperature, top_k, top_p, greedy or temperature == 0)
+        if use_cfg:
+            cond = torch.cat([cond, self.null_condition(B)])  # (2B,)
+        was_training = self.training
+        self.eval()
+        try:
+            step = self._sample_cached if use_cache else self._sample_uncached
+            return step(cond, B, n, use_cfg, opts, generator, progress)
+        finally:
+            self.train(was_training)
+
+    def _pick(self, logits: Tensor, B: int, cfg_on: bool, opts: SamplingOptions, generator) -> Tensor:
+        """Last-position logits (B or 2B, V) -> tokens (B, 1) after CFG and filtering."""
+        if cfg_on:
+            cond_l, uncond_l = logits[:B], logits[B:]
+            logits = uncond_l + (cond_l - uncond_l) * opts.cfg_scale
+        else:
+            logits = logits[:B]
+        return sample_from_logits(
+            logits, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p, greedy=opts.greedy,
+            generator=generator,
+        )
+
+    def _sample_cached(self, cond, B, n, use_cfg, opts, generator, progress) -> Tensor:
+        c = self.config
+        rows = cond.shape[0]
+        cache = self.new_cache(rows)
+        out = torch.empty(B, n, dtype=torch.long, device=self.device)
+        logits = self.prefill(cond, cache)[:, -1]  # (rows, V)
+        tok = self._pick(logits, B, use_cfg, opts, generator)  # (B, 1)
+        out[:, :1] = tok
+        cfg_on = use_cfg
+        steps = range(n - 1)
+        if progress:
+            from tqdm.auto import tqdm
+
+            steps = tqdm(steps, desc="sampling", leave=False)
+        for i in steps:
+            if cfg_on and opts.cfg_interval > -1 and i > opts.cfg_interval:
+                cfg_on = False
+                cache.shrink(B)
+            inp = torch.cat([tok, tok]) if cfg_on else tok
+            logits = self.decode_step(inp, c.cls_token_num + i, cache)[:, -1]
+            tok = self._pick(logits, B, cfg_on, opts, generator)
+            out[:, i + 1 : i + 2] = tok
+        return out
+
+    def _sample_uncached(self, cond, B, n, use_cfg, opts, generator, progress) -> Tensor:
+        """Reference path: recompute the whole sequence at every step (no KV cache)."""
+        out = torch.empty(B, 0, dtype=torch.long, device=self.device)
+        cfg_on = use_cfg
+        cond_h = self._embed_condition(cond)
+        for i in range(n):
+            if cfg_on and opts.cfg_interval > -1 and i - 1 > opts.cfg_interval:
+                cfg_on = False
+                cond_h = cond_h[:B]
+            seq = torch.cat([out, out]) if cfg_on else out
+            h = torch.cat([cond_h, self.tok_embeddings(seq)], dim=1)
+            logits = self._run(h, 0, None)[:, -1]
+            tok = self._pick(logits, B, cfg_on, opts, generator)
+            out = torch.cat([out, tok], dim=1)
+        return out
+
+    # -------------------------------------------------------------------------------------------
+    # checkpoints
+    # -------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory, **kwargs) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (no pickle) to ``directory``."""
+        from ..hub import save_pretrained
+
+        save_pretrained(self, directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, **kwargs) -> LARPGenerator:
+        """Load this project's format or the official ``LARP_AR`` Hub format (detected)."""
+        from ..hub import load_generator
+
+        return load_generator(path_or_repo_id, **kwargs)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

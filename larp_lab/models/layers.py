@@ -1,0 +1,249 @@
+"""Building blocks shared by the tokenizer, the prior and the generator.
+
+* fixed sin-cos position tables (1-D, 2-D, 3-D) in the official layout;
+* :class:`HookPoint`, an identity module where activations can be read (TransformerLens style);
+* :func:`attention`, the one attention kernel of the project: fused SDPA on the normal path, and
+  an explicit softmax that hands the probabilities to a hook only while something is capturing;
+* the ViT block of the tokenizer (pre-LN, qkv without bias, exact GELU), RMSNorm and SwiGLU.
+
+State-dict names mirror the official modules (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
+``mlp.fc1``, ``mlp.fc2``) so official checkpoints load without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# ================================================================================================
+#                                     Fixed sin-cos tables
+# ================================================================================================
+
+
+def sincos_1d(dim: int, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """Official 1-D table: all sines first, then all cosines, both by increasing frequency.
+
+    Args:
+        dim: even embedding size D.
+        positions: (L,) positions (any numeric dtype).
+    Returns:
+        float64 (L, D): ``out[p, k] = sin(p w_k)``, ``out[p, D/2 + k] = cos(p w_k)``,
+        ``w_k = base ** (-k / (D/2))``.
+    """
+    if dim % 2:
+        raise ValueError(f"sin-cos dimension must be even, got {dim}")
+    omega = torch.arange(dim // 2, dtype=torch.float64) / (dim / 2.0)
+    omega = 1.0 / base**omega  # (D/2,)
+    angles = positions.to(torch.float64).reshape(-1, 1) * omega.reshape(1, -1)  # (L, D/2)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def sincos_2d(dim: int, grid_h: int, grid_w: int) -> Tensor:
+    """2-D table over an (h, w) grid, flattened row-major (index r*w + c).
+
+    The first half of the channels encodes the column (w) index and the second half the row (h)
+    index (the MAE convention the official code follows). Returns float64 (h*w, D).
+    """
+    if dim % 4:
+        raise ValueError(f"2-D sin-cos dimension must be divisible by 4, got {dim}")
+    rows = torch.arange(grid_h).repeat_interleave(grid_w)  # (h*w,)
+    cols = torch.arange(grid_w).repeat(grid_h)  # (h*w,)
+    return torch.cat([sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], dim=1)
+
+
+def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> Tensor:
+    """3-D table over (t, h, w), flattened as t*h*w + r*w + c; float32 (1, t*h*w, D).
+
+    ``table[t, r, c] = 2d[r, c] + sincos_1d(D, t)``: the temporal part is *added* at full width.
+    Computed in float64 and cast once, like the official buffers (bit-identical to them).
+    """
+    spatial = sincos_2d(dim, grid_h, grid_w)  # (h*w, D)
+    temporal = sincos_1d(dim, torch.arange(grid_t))  # (t, D)
+    table = temporal[:, None, :] + spatial[None, :, :]  # (t, h*w, D)
+    return table.reshape(1, grid_t * grid_h * grid_w, dim).to(torch.float32)
+
+
+def sincos_latent(dim: int, num_tokens: int, base: float = 10000.0) -> Tensor:
+    """The decoder's 1-D table over token positions; float32 (1, N, D)."""
+    return sincos_1d(dim, torch.arange(num_tokens), base=base).to(torch.float32).unsqueeze(0)
+
+
+# ================================================================================================
+#                                 Hook points and attention core
+# ================================================================================================
+
+
+class HookPoint(nn.Module):
+    """Identity module: a named place where forward hooks can read (or record) a tensor."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+
+def is_hooked(module: nn.Module) -> bool:
+    """True when forward hooks are attached to ``module`` (i.e. someone is capturing it)."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    causal: bool = False,
+    mask: Tensor | None = None,
+    dropout_p: float = 0.0,
+    record: HookPoint | None = None,
+    record_q: Tensor | None = None,
+) -> Tensor:
+    """Scaled dot-product attention with scale 1/sqrt(head_dim), through fused SDPA.
+
+    Args:
+        q: (B, H, Lq, hd); k, v: (B, H, Lk, hd).
+        causal: causal mask (requires Lq == Lk).
+        mask: optional boolean (B or 1, 1 or H, Lq, Lk), True = attend.
+        record: when given *and hooked*, the attention probabilities are computed explicitly and
+            passed through it: (B, H, Lr, Lk) with Lr the rows of ``record_q`` (default ``q``).
+            The returned output is always the fused SDPA result, so capturing never changes what
+            the model computes, and an unhooked model never pays for the explicit softmax.
+    Returns:
+        (B, H, Lq, hd)
+    """
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    if record is not None and is_hooked(record):
+        qr = q if record_q is None else record_q
+        scores = (qr.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lr, Lk)
+        if causal:
+            lr, lk = scores.shape[-2:]
+            keep = torch.ones(lr, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lr)
+            scores = scores.masked_fill(~keep, float("-inf"))
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        record(scores.softmax(dim=-1))
+    return out
+
+
+# ================================================================================================
+#                                    ViT block (tokenizer)
+# ================================================================================================
+
+
+class SelfAttention(nn.Module):
+    """Bidirectional multi-head self-attention; qkv without bias, output projection with bias."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim)
+        self.hook_attn = HookPoint()  # (B, H, Lq, L) probabilities, only while capturing
+
+    def forward(self, x: Tensor, num_query_rows: int | None = None) -> Tensor:
+        """x: (B, L, D) -> (B, Lq, D); ``num_query_rows`` keeps only the last Lq rows as queries.
+
+        While ``hook_attn`` is hooked it still records the probabilities of *all* L rows.
+        """
+        B, L, D = x.shape
+        qkv = self.qkv(x).reshape(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q_all, k, v = qkv.unbind(0)  # each (B, H, L, hd)
+        q = q_all
+        if num_query_rows is not None and num_query_rows < L:
+            q = q_all[:, :, L - num_query_rows :]  # (B, H, Lq, hd)
+        y = attention(q, k, v, record=self.hook_attn, record_q=q_all)  # (B, H, Lq, hd)
+        y = y.transpose(1, 2).reshape(B, q.shape[2], D)
+        return self.proj(y)
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class ViTBlock(nn.Module):
+    """Pre-LN transformer block: x + attn(LN(x)), then x + mlp(LN(x))."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = SelfAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.hook_out = HookPoint()  # (B, L, D) residual stream after the block
+
+    def forward(self, x: Tensor, keep_last: int | None = None) -> Tensor:
+        """x: (B, L, D) -> (B, L, D), or (B, keep_last, D) holding only the last rows.
+
+        ``keep_last`` is the fast path for a final block whose other rows are thrown away: only those
+        rows are used as attention queries and go through the MLP (keys and values still come from
+        every row), so the kept rows are the same as in the full computation.
+        """
+        h = self.attn(self.norm1(x), num_query_rows=keep_last)
+        if keep_last is not None and keep_last < x.shape[1]:
+            x = x[:, x.shape[1] - keep_last :]
+        x = x + h
+        x = x + self.mlp(self.norm2(x))
+        return self.hook_out(x)
+
+
+class ViTStack(nn.Module):
+    """``depth`` ViT blocks under the official name ``blocks``."""
+
+    def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float, eps: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([ViTBlock(dim, num_heads, mlp_ratio, eps) for _ in range(depth)])
+
+    def forward(self, x: Tensor, keep_last: int) -> Tensor:
+        """x: (B, L, D) -> (B, keep_last, D), the last ``keep_last`` rows after every block.
+
+        The last block computes only the kept rows (its other rows would be thrown away), so its
+        ``hook_out`` records (B, keep_last, D); its attention probabilities are still recorded in full.
+        """
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, keep_last=keep_last if i == last else None)
+        return x[:, x.shape[1] - keep_last :]
+
+
+# ================================================================================================
+#                                   Llama parts (generator)
+# ================================================================================================
+
+
+class RMSNorm(nn.Module):
+    """x * rsqrt(mean(x^2) + eps), computed in float32 and cast back, then scaled by ``weight``."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.type_as(x) * self.weight
+
+
+class SwiGLU(nn.Module):
+    """w2(silu(w1 x) * w3 x) with dropout on the output."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+        self.ffn_dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ffn_dropout(self.w2(F.silu(self.w1(x)) * self.w3(x)))
