@@ -211,7 +211,7 @@ class PriorConfig(_ConfigBase):
     def num_parameters_estimate(self, latent_dim: int) -> int:
         d = self.n_embd
         per_layer = 12 * d * d + 13 * d
-        return self.n_layer * per_layer + self.max_seq_len * d + 2 * latent_dim * d + 3 * d
+        return self.n_layer * per_layer + self.max_seq_len * d + 2 * latent_dim * d + 3 * d + latent_dim
 
     def without_dropout(self) -> PriorConfig:
         return self.replace(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)

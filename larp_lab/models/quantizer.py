@@ -76,7 +76,7 @@ class CosineVQ(nn.Module):
             z = F.normalize(z.float(), dim=-1)  # (B, N, d)
             emb = self.normalized_codebook()  # (K, d)
             cos = z.reshape(B * N, d) @ emb.t()  # (B*N, K)
-            if self.training if sample is None else sample:
+            if (self.training if sample is None else sample):
                 t = self.temperature if temperature is None else temperature
                 probs = F.softmax(cos * (1.0 / t), dim=-1)
                 idx = torch.multinomial(probs, 1).reshape(B, N)
@@ -121,9 +121,10 @@ class Bottleneck(nn.Module):
         codebook_weight: float,
     ) -> None:
         super().__init__()
+        # registration order = the official state-dict order
         self.in_linear = nn.Linear(hidden, dim)
-        self.regularizer = CosineVQ(codebook_size, dim, temperature, commitment_weight, codebook_weight)
         self.out_linear = nn.Linear(dim, decoder_hidden)
+        self.regularizer = CosineVQ(codebook_size, dim, temperature, commitment_weight, codebook_weight)
         self.hook_projected = HookPoint()  # (B, N, d) before normalisation
         self.hook_quantized = HookPoint()  # (B, N, d) straight-through quantized latents
 

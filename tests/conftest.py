@@ -1,0 +1,60 @@
+"""Shared test setup: offline Hub, deterministic seeds, official-format fixture directories."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def official_dir(name: str, dest: Path) -> tuple[Path, dict[str, torch.Tensor], dict]:
+    """Write fixture ``name`` as an official Hub-format directory (config.json as the official
+    PyTorchModelHubMixin writes it + model.safetensors of the official state dict).
+
+    Returns (directory, io tensors without the ``io.`` prefix, fixture JSON).
+    """
+    from safetensors.torch import load_file, save_file
+
+    meta = json.loads((FIXTURES / f"{name}.json").read_text())
+    tensors = load_file(str(FIXTURES / f"{name}.safetensors"))
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "config.json").write_text(
+        json.dumps(meta["hub_config_json_as_written_by_PyTorchModelHubMixin_save_pretrained"], indent=2, sort_keys=True)
+    )
+    save_file({k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}, str(dest / "model.safetensors"))
+    io = {k[len("io.") :]: v for k, v in tensors.items() if k.startswith("io.")}
+    return dest, io, meta
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def official_tokenizer_dir(tmp_path_factory):
+    return official_dir("tokenizer_small", tmp_path_factory.mktemp("tok_small"))
+
+
+@pytest.fixture(scope="session")
+def official_generator_dir(tmp_path_factory):
+    return official_dir("generator_small", tmp_path_factory.mktemp("gen_small"))
+
+
+@pytest.fixture(scope="session")
+def official_fp_dir(tmp_path_factory):
+    return official_dir("generator_fp_small", tmp_path_factory.mktemp("gen_fp_small"))
+
+
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a.detach().float() - b.detach().float()).abs().max().item()
