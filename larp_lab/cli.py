@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         from .data.video import VideoError
     except ImportError:  # pragma: no cover - av is a dependency
         VideoError = CLIError  # type: ignore[misc,assignment]
+    previous_format = warnings.formatwarning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -258,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -118,6 +118,10 @@ def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
         if value not in args:
             raise ConfigError(f"{owner}.{key}: {value!r} is not one of {list(args)}")
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{owner}.{key}: expected a list, got {value!r}")
+        return tuple(_coerce(owner, key, args[0], v) for v in value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{owner}.{key}: expected a list of {len(args)} values, got {value!r}")
