@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Until the bundled models ship, the demo runs the whole reconstruct pipeline on the example clip
+# with an UNTRAINED tiny tokenizer (random weights, clearly labelled): it proves the install works.
 demo: setup
-	$(PY) -m larp_lab.demo_entry
+	HF_HUB_OFFLINE=1 $(PY) -m larp_lab reconstruct examples/bigbuckbunny_128.mp4 \
+		-o outputs/demo_reconstruction.mp4 --tokenizer untrained:tiny --side-by-side --tokens outputs/demo_tokens.json
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
