@@ -40,7 +40,12 @@ __all__ = sorted(_LAZY) + ["__version__"]
 if TYPE_CHECKING:  # pragma: no cover
     from .bundled import load_default_frame_predictor, load_default_generator, load_default_tokenizer
     from .config import (
-        GENERATOR_PRESETS, PRIOR_PRESETS, TOKENIZER_PRESETS, ConfigError, GeneratorConfig, PriorConfig,
+        GENERATOR_PRESETS,
+        PRIOR_PRESETS,
+        TOKENIZER_PRESETS,
+        ConfigError,
+        GeneratorConfig,
+        PriorConfig,
         TokenizerConfig,
     )
     from .hub import CheckpointError

@@ -7,7 +7,13 @@ import dataclasses
 import pytest
 
 from larp_lab.config import (
-    GENERATOR_PRESETS, PRIOR_PRESETS, TOKENIZER_PRESETS, ConfigError, GeneratorConfig, PriorConfig, TokenizerConfig,
+    GENERATOR_PRESETS,
+    PRIOR_PRESETS,
+    TOKENIZER_PRESETS,
+    ConfigError,
+    GeneratorConfig,
+    PriorConfig,
+    TokenizerConfig,
 )
 
 ALL = [(TokenizerConfig, n, f) for n, f in TOKENIZER_PRESETS.items()] + [

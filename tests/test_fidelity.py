@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import FIXTURES, max_abs
 
-from larp_lab import LARPGenerator, LARPTokenizer, TOKENIZER_PRESETS
+from larp_lab import TOKENIZER_PRESETS, LARPGenerator, LARPTokenizer
 from larp_lab.config import GENERATOR_PRESETS
 from larp_lab.hub import official_generator_config, official_tokenizer_config
 from larp_lab.models.generator import top_k_top_p_filter

@@ -1,0 +1,1 @@
+"""Handlers behind the Gradio app (``app.py`` stays a thin UI file)."""
