@@ -1,6 +1,7 @@
 """The ``larp-lab`` command (also ``python -m larp_lab``).
 
-Subcommands: ``reconstruct``, ``sample``, ``convert``, ``info``. Bad input (unreadable or wrong
+Subcommands: ``reconstruct``, ``sample``, ``train-tokenizer``, ``train-generator``, ``evaluate``,
+``convert``, ``info``. Bad input (unreadable or wrong
 files, missing weights, bad options) ends with exit status 2 and one line ``error: ...``; nothing
 here prints a traceback for a user mistake.
 """
@@ -151,6 +152,55 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
+def _eval_dataset(spec: str, frames: int, size: int, num_clips: int):
+    """``synthetic``, ``photos``, ``videos:DIR``, ``folder:DIR`` or ``csv:FILE[:ROOT]`` (held-out clips)."""
+    from .training.config import DataConfig, SourceConfig
+    from .training.data import build_dataset
+
+    kind, _, rest = spec.partition(":")
+    if kind not in ("synthetic", "photos", "videos", "folder", "csv"):
+        raise CLIError(f"unknown --data {spec!r}; use synthetic, photos, videos:DIR, folder:DIR or csv:FILE[:ROOT]")
+    path, root = (rest.split(":", 1) + [None])[:2] if rest else (None, None)
+    if kind in ("videos", "folder", "csv") and not path:
+        raise CLIError(f"--data {kind} needs a path: {kind}:PATH")
+    cfg = DataConfig(sources=(SourceConfig(kind=kind, path=path, root=root),), frames=frames, size=size,
+                     val_clips=num_clips)
+    return build_dataset(cfg, train=False, num_clips=num_clips)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .bundled import resolve_generator, resolve_tokenizer
+    from .evaluation.runner import (
+        EvalSettings,
+        evaluate_generator,
+        evaluate_tokenizer,
+        format_table,
+        write_json,
+    )
+
+    dev = _device(args.device)
+    tok = resolve_tokenizer(args.tokenizer, dev)
+    s = EvalSettings(
+        num_clips=args.num_clips, batch_size=args.batch_size, seed=args.seed, cfg_scale=args.cfg_scale,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, i3d_path=args.i3d,
+        classifier_path=args.classifier, lpips_vgg_path=args.lpips_vgg, lpips_lin_path=args.lpips_lin,
+        real_stats_cache=args.real_stats_cache,
+    )
+    data = _eval_dataset(args.data, tok.config.frame_num, tok.config.input_size, args.num_clips)
+    report = {"tokenizer": args.tokenizer, "data": args.data}
+    tm = evaluate_tokenizer(tok, data, s, dev)
+    report["tokenizer_metrics"] = tm
+    print(format_table(f"tokenizer {args.tokenizer} on {args.data}", tm))
+    if args.generator:
+        gen = resolve_generator(args.generator, dev)
+        gm = evaluate_generator(gen, tok, data, s, dev)
+        report["generator"], report["generator_metrics"] = args.generator, gm
+        print(format_table(f"generator {args.generator} (cfg {args.cfg_scale}, seed {args.seed})", gm))
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .hub import detect_format, read_config_json, resolve_checkpoint_dir
     from .models.generator import LARPGenerator
@@ -184,6 +234,38 @@ def cmd_info(args: argparse.Namespace) -> int:
         n += c
     print(json.dumps({"directory": str(d), "format": source, "model": kind, "tensors": len(header), "elements": n}, indent=2))
     return 0
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------------
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> int:
+    from .training.run import train_tokenizer
+
+    res = train_tokenizer(args.config, args.out, max_steps=args.max_steps, resume=args.resume, device=args.device,
+                          on_nan=args.on_nan)
+    _print_result(res, args.out)
+    return 0
+
+
+def cmd_train_generator(args: argparse.Namespace) -> int:
+    from .training.run import train_generator
+
+    res = train_generator(args.config, args.out, tokenizer=args.tokenizer, max_steps=args.max_steps,
+                          resume=args.resume, device=args.device, on_nan=args.on_nan)
+    _print_result(res, args.out)
+    return 0
+
+
+def _print_result(res: dict, out: str) -> None:
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    ev = ", ".join(f"{k} {v:.4g}" for k, v in res.get("eval", {}).items())
+    print(f"trained to step {res['step']}; model in {Path(out) / 'model'}" + (f"; eval: {ev}" if ev else ""))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -231,6 +313,41 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="storage dtype")
     c.set_defaults(func=cmd_convert)
 
+    for name, func, helptext in (
+        ("train-tokenizer", cmd_train_tokenizer, "train a tokenizer with its AR prior"),
+        ("train-generator", cmd_train_generator, "train an AR generator on a tokenizer's tokens"),
+    ):
+        t = sub.add_parser(name, help=helptext)
+        t.add_argument("--config", required=True, help="YAML/JSON training config (see configs/)")
+        t.add_argument("--out", required=True, help="run directory")
+        if name == "train-generator":
+            t.add_argument("--tokenizer", required=True, help="tokenizer directory, Hub repo id or bundled name")
+        t.add_argument("--max-steps", type=int, default=None, help="override run.max_steps")
+        t.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+        t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1...")
+        t.add_argument("--on-nan", choices=["skip", "stop"], default="skip", help="what a non-finite loss does")
+        t.set_defaults(func=func)
+
+    e = sub.add_parser("evaluate", help="reconstruction and generation metrics")
+    e.add_argument("--tokenizer", default="default")
+    e.add_argument("--generator", default=None, help="also sample from this class-conditional generator")
+    e.add_argument("--data", default="synthetic", help="synthetic, photos, videos:DIR, folder:DIR, csv:FILE[:ROOT]")
+    e.add_argument("--num-clips", type=int, default=256)
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--cfg-scale", type=float, default=1.0)
+    e.add_argument("--temperature", type=float, default=1.0)
+    e.add_argument("--top-k", type=int, default=0)
+    e.add_argument("--top-p", type=float, default=1.0)
+    e.add_argument("--i3d", default=None, help="path to i3d_torchscript.pt for rFVD/gFVD")
+    e.add_argument("--classifier", default=None, help="proxy classifier directory (proxy FVD, class accuracy)")
+    e.add_argument("--lpips-vgg", default=None, help="VGG16 weights file for LPIPS")
+    e.add_argument("--lpips-lin", default=None, help="LPIPS linear-layer weights file")
+    e.add_argument("--real-stats-cache", default=None, help="prefix of cached real-feature statistics")
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=cmd_evaluate)
+
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("source")
     i.set_defaults(func=cmd_info)
@@ -240,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .hub import CheckpointError
+    from .training.loop import TrainingError
 
     args = build_parser().parse_args(argv)
     try:
@@ -252,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             warnings.simplefilter("default")
             warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
             return int(args.func(args) or 0)
-    except (CLIError, CheckpointError, ConfigError, VideoError, ValueError, TypeError, OSError) as exc:
+    except (CLIError, CheckpointError, ConfigError, VideoError, TrainingError, ValueError, TypeError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return EXIT_USAGE

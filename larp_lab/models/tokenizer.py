@@ -333,12 +333,11 @@ class LARPTokenizer(nn.Module):
     # -------------------------------------------------------------------------------------------
     # training forward
     # -------------------------------------------------------------------------------------------
-    def forward(self, video: Tensor, step: int = 0, max_steps: int = 1) -> TokenizerOutput:
-        """Training pass: encode (sampling codes in train mode), decode, and the prior's loss.
-
-        ``step`` / ``max_steps`` drive the scheduled-sampling ramp of the prior.
+    def forward(self, video: Tensor, step: int = 0, max_steps: int = 1, *, sample: bool | None = None) -> TokenizerOutput:
+        """Training pass: encode (sampling codes in train mode unless ``sample=False``), decode, and
+        the prior's loss. ``step`` / ``max_steps`` drive the scheduled-sampling ramp of the prior.
         """
-        enc = self.encode(video)
+        enc = self.encode(video, sample=sample)
         rec = self.decode(enc.embeddings, enc.video_shape)
         prior_loss = None
         if self.prior_model is not None:

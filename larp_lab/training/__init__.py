@@ -1,0 +1,1 @@
+"""Training: tokenizer (with prior) and generator loops, checkpoints, logging, DDP."""

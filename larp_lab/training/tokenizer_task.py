@@ -1,0 +1,158 @@
+"""Training the LARP tokenizer together with its AR prior.
+
+Loss per step (official weights by default)::
+
+    rec (L1 or L2)  +  loss_q_weight * w(step) * VQ loss  +  prior_loss_weight * prior CE
+    [+ lpips_weight * LPIPS]  [+ disc_weight * adversarial, from gan.disc_start]
+
+The prior's CE is the two-round scheduled-sampling loss, its ramp driven by (step, max_steps); the
+prior's parameters get their own learning-rate multiplier (``prior_lr_mult``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..models.tokenizer import LARPTokenizer
+from .config import TokenizerTrainConfig
+from .data import build_dataset, is_procedural
+
+
+def _decay_groups(named: list[tuple[str, nn.Parameter]], wd_mult: float, lr_mult: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only (not on norms, biases, embeddings tables of positions)."""
+    decay = [p for n, p in named if p.ndim >= 2 and "embed" not in n and "pos_emb" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embed" not in n and "pos_emb" not in n)]
+    groups = []
+    if decay:
+        groups.append({"params": decay, "lr_mult": lr_mult})
+    if no_decay:
+        groups.append({"params": no_decay, "lr_mult": lr_mult, "weight_decay": 0.0})
+    return groups
+
+
+class TokenizerTask:
+    display_keys = ("loss", "rec", "psnr", "prior_ce", "usage")
+
+    def __init__(self, cfg: TokenizerTrainConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self.model = LARPTokenizer(cfg.model)
+        self.train_dataset = build_dataset(cfg.data, train=True)
+        self.val_dataset = build_dataset(cfg.data, train=False)
+        self.shuffle = not is_procedural(cfg.data)
+        self.lpips = None
+        if cfg.lpips_weight > 0:
+            from ..evaluation.lpips import LPIPS
+
+            self.lpips = LPIPS.from_files(cfg.lpips_vgg_path, cfg.lpips_lin_path, device=device)
+        self.gan = None
+        if cfg.gan is not None:
+            from .gan_trainer import GanTrainer
+
+            steps_per_epoch = max(1, len(self.train_dataset) // cfg.run.batch_size)
+            self.gan = GanTrainer(cfg.gan, cfg.model, device, steps_per_epoch)
+        self._val_batch = None
+
+    # -------------------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        named = list(self.model.named_parameters())
+        main = [(n, p) for n, p in named if not n.startswith("prior_model.")]
+        prior = [(n, p) for n, p in named if n.startswith("prior_model.")]
+        return _decay_groups(main, 1.0, 1.0) + _decay_groups(prior, 1.0, self.cfg.prior_lr_mult)
+
+    def collate(self, batch: list[dict]) -> dict[str, torch.Tensor]:
+        return {
+            "video": torch.stack([b["video"] for b in batch]),
+            "label": torch.tensor([int(b.get("label", -1)) for b in batch], dtype=torch.long),
+        }
+
+    def loss_q_weight(self, step: int) -> float:
+        c = self.cfg
+        if c.loss_q_warmup_steps <= 0 or step >= c.loss_q_warmup_steps:
+            return c.loss_q_weight
+        frac = step / c.loss_q_warmup_steps
+        return c.loss_q_weight * (c.loss_q_warmup_start + (1.0 - c.loss_q_warmup_start) * frac)
+
+    def loss(self, model: nn.Module, batch: dict, step: int, max_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
+        c = self.cfg
+        x = batch["video"]
+        out = model(x, step, max_steps, sample=None if c.vq_sampling else False)
+        rec = out.reconstruction.float()
+        rec_loss = F.l1_loss(rec, x) if c.rec_loss == "l1" else F.mse_loss(rec, x)
+        total = rec_loss + self.loss_q_weight(step) * out.encoding.loss_q
+        metrics: dict[str, float] = {"rec": rec_loss.item(), "loss_q": out.encoding.loss_q.item()}
+        if out.prior is not None:
+            total = total + c.prior_loss_weight * out.prior.loss
+            metrics.update(
+                prior_ce=out.prior.loss.item(), prior_top1=out.prior.top1.item(), prior_top5=out.prior.top5.item(),
+                ss_ratio=out.prior.ss_ratio,
+            )
+        if self.lpips is not None:
+            lp = self.lpips(rec, x).mean()
+            total = total + c.lpips_weight * lp
+            metrics["lpips"] = lp.item()
+        if self.gan is not None:
+            g_loss, g_metrics = self.gan.generator_loss(rec, step)
+            total = total + g_loss
+            metrics.update(g_metrics)
+            self._last_rec = rec.detach()
+        with torch.no_grad():
+            mse = (rec.clamp(-1, 1) - x).pow(2).mean().clamp_min(1e-10) / 4.0
+            metrics["psnr"] = float(10 * torch.log10(1.0 / mse))
+            metrics["usage"] = out.encoding.indices.unique().numel() / self.cfg.model.codebook_size
+        metrics["loss"] = total.item()
+        return total, metrics
+
+    def after_step(self, batch: dict, step: int) -> dict[str, float]:
+        if self.gan is None:
+            return {}
+        return self.gan.discriminator_step(batch["video"], self._last_rec, step)
+
+    # -------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: LARPTokenizer, step: int, run_dir: Path) -> dict[str, float]:
+        from ..data.video import side_by_side, write_video
+        from ..evaluation.metrics import psnr, ssim
+
+        model.eval()
+        if self._val_batch is None:
+            items = [self.val_dataset[i] for i in range(len(self.val_dataset))]
+            self._val_batch = torch.stack([it["video"] for it in items])
+        x_all = self._val_batch
+        recs, counts = [], torch.zeros(self.cfg.model.codebook_size, dtype=torch.long)
+        for i in range(0, len(x_all), 16):
+            x = x_all[i : i + 16].to(self.device)
+            enc = model.encode(x)
+            recs.append(model.decode(enc.embeddings).clamp(-1, 1).cpu())
+            counts += torch.bincount(enc.indices.flatten().cpu(), minlength=counts.numel())
+        rec = torch.cat(recs)
+        p = counts.float() / counts.sum()
+        nz = p[p > 0]
+        metrics = {
+            "psnr": float(psnr(rec, x_all).mean()),
+            "ssim": float(ssim(rec, x_all).mean()),
+            "codebook_usage": float((counts > 0).float().mean()),
+            "perplexity": float(torch.exp(-(nz * nz.log()).sum())),
+        }
+        samples = run_dir / "samples"
+        samples.mkdir(parents=True, exist_ok=True)
+        k = min(4, len(x_all))
+        pairs = [side_by_side([x_all[i], rec[i]]) for i in range(k)]
+        write_video(samples / f"reconstruction_step{step:07d}.mp4", torch.cat(pairs, dim=-2), fps=8)
+        from ..data.video import save_frame_grid
+
+        save_frame_grid(samples / f"reconstruction_step{step:07d}.png", [v for pair in zip(x_all[:k], rec[:k]) for v in pair])
+        return metrics
+
+    # -------------------------------------------------------------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {} if self.gan is None else {"gan": self.gan.state_dict()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if self.gan is not None and "gan" in state:
+            self.gan.load_state_dict(state["gan"])
