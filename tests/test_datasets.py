@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_video_io import coded_clip, frame_ids, to_uint8_frames
+from test_video_io import coded_clip, frame_ids
 
 from larp_lab.data import (
     BUNDLED_PHOTOS,
@@ -33,6 +33,7 @@ from larp_lab.data import (
     bundled_photos,
     collate_videos,
     render_clip,
+    to_uint8_frames,
     write_video,
 )
 from larp_lab.data import synthetic as synthetic_module
@@ -114,22 +115,37 @@ def test_synthetic_classes_differ_by_motion():
     assert accuracy > 0.5, f"motion statistics separate the classes poorly: accuracy {accuracy:.2f}"
     moving = np.array([feats[labels == c, 1].mean() for c in range(NUM_CLASSES)])
     assert CLASS_NAMES[int(moving.argmax())] == "background pan"  # the whole frame moves only in a pan
-    travel = np.array([feats[labels == c, 8].mean() for c in range(NUM_CLASSES)])
-    in_place = [CLASS_NAMES.index(n) for n in ("rotating", "blinking", "zooming", "shaking")]
-    travelling = [CLASS_NAMES.index(n) for n in ("falling", "zigzag", "sliding left-right")]
-    assert travel[in_place].max() < travel[travelling].min()
+    flicker = np.array([feats[labels == c, 7].mean() for c in range(NUM_CLASSES)])
+    assert CLASS_NAMES[int(flicker.argmax())] == "blinking"  # motion energy switches on and off
+    travel = np.array([feats[labels == c, 8].mean() for c in range(NUM_CLASSES)])  # first-to-last shift
+    in_place = [CLASS_NAMES.index(n) for n in ("rotating", "zooming", "shaking", "expanding ring")]
+    travelling = [CLASS_NAMES.index(n) for n in ("falling", "zigzag", "bouncing", "orbiting")]
+    assert 2 * travel[in_place].max() < travel[travelling].min()
+
+
+def _rotation_change(shape: str) -> list[float]:
+    """Fraction of a shape's area that changes when it is turned by 90 and by 180 degrees."""
+    masks = []
+    for angle in (0.0, np.pi / 2, np.pi):
+        canvas = np.zeros((3, 1, 64, 64), np.float32)
+        synthetic_module._draw(canvas, shape, np.ones(3, np.float32), np.array([0.5]), np.array([0.5]), 0.3, angle)
+        masks.append(canvas[0, 0])
+    assert masks[0].sum() > 50
+    return [float(np.abs(m - masks[0]).sum() / masks[0].sum()) for m in masks[1:]]
 
 
 def test_rotating_shapes_have_no_rotational_symmetry():
+    assert max(_rotation_change("square")) < 0.1 and max(_rotation_change("disc")) < 0.1  # the measure works
     for name in synthetic_module._CLASS_SHAPES[CLASS_NAMES.index("rotating")]:
-        masks = []
-        for angle in (0.0, np.pi / 2, np.pi):
-            canvas = np.zeros((3, 1, 64, 64), np.float32)
-            synthetic_module._draw(canvas, name, np.ones(3, np.float32), np.array([0.5]), np.array([0.5]), 0.3, angle)
-            masks.append(canvas[0, 0])
-        assert masks[0].sum() > 50
-        for m in masks[1:]:
-            assert np.abs(m - masks[0]).mean() > 0.05, f"{name} looks the same after a rotation"
+        assert min(_rotation_change(name)) > 0.5, f"{name} looks the same after a rotation"
+
+
+def test_bounding_boxes_change_nothing(monkeypatch):
+    """Objects are drawn only inside their bounding box; drawing everywhere gives the same pixels."""
+    clips = [render_clip(c, np.random.default_rng([4, c]), 8, 40) for c in range(NUM_CLASSES)]
+    monkeypatch.setattr(synthetic_module, "_EXTENT", 100.0)
+    for c in range(NUM_CLASSES):
+        assert np.array_equal(render_clip(c, np.random.default_rng([4, c]), 8, 40), clips[c]), CLASS_NAMES[c]
 
 
 def test_synthetic_speed_sanity():
@@ -153,10 +169,13 @@ def test_synthetic_speed_sanity():
 
 def test_bundled_photographs_and_credits():
     photos = bundled_photos()
-    assert [p.name for p in photos] == ["grace_hopper.jpg"]
-    assert all("public domain" in BUNDLED_PHOTOS[p.name] for p in photos)
+    names = [p.name for p in photos]
+    assert len(photos) == len(BUNDLED_PHOTOS) == 11 and "grace_hopper.jpg" in names and "astronaut.png" in names
+    credits = {name: credit for (_, name), credit in BUNDLED_PHOTOS.items()}
+    assert all(("public domain" in credits[n]) or ("CC0" in credits[n]) for n in names)
     readme = (Path(__file__).resolve().parent.parent / "larp_lab" / "data" / "README.md").read_text()
-    assert "grace_hopper.jpg" in readme and "public domain" in readme.lower()
+    for n in names:
+        assert n in readme, n
 
 
 def test_photo_pans_are_smooth_deterministic_camera_moves():
@@ -261,6 +280,17 @@ def test_bad_files_are_skipped_counted_and_replaced(tree):
     fresh = VideoFolder(tree, frames=8, size=32, seed=0)
     with pytest.warns(SkippedVideoWarning):
         assert torch.equal(fresh[2]["video"], again["video"]) and torch.equal(item["video"], again["video"])
+
+
+def test_a_file_deleted_after_listing_is_skipped(tmp_path):
+    (tmp_path / "k").mkdir()
+    for name in ("a.mkv", "b.mkv"):
+        coded_clip(tmp_path / "k" / name, n=10)
+    ds = VideoFolder(tmp_path, frames=4, size=32)
+    (tmp_path / "k" / "a.mkv").unlink()
+    with pytest.warns(SkippedVideoWarning, match="no such file"):
+        assert ds[0]["path"].endswith("b.mkv")
+    assert ds.skipped_files == [str(tmp_path / "k" / "a.mkv")]
 
 
 def test_no_readable_video_is_a_clear_error(tmp_path):
@@ -386,6 +416,8 @@ def test_mixed_dataset_and_collate(tree):
     assert first["video"].shape == (3, 3, 8, 32, 32) and torch.equal(first["video"][1], mix[1]["video"])
     folder = VideoFolder(tree, frames=8, size=32)
     both = collate_videos([folder[0], folder[3]])
+    MixedDataset([(folder, 1.0), (syn, 1.0)], 10).set_epoch(3)  # forwarded to the file dataset
+    assert folder.epoch == 3
     assert both["path"][1].endswith("c.mkv") and both["label"].tolist() == [0, 1]
     with pytest.raises(ValueError, match="use the same frames and size"):
         collate_videos([syn[0], SyntheticVideos(5, frames=8, size=16)[0]])

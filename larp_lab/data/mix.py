@@ -54,6 +54,12 @@ class MixedDataset(Dataset):
     def __len__(self) -> int:
         return self.num_clips
 
+    def set_epoch(self, epoch: int) -> None:
+        """Forward to the sources that vary their augmentation by epoch (file datasets)."""
+        for ds in self.datasets:
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)
+
     def choose(self, index: int) -> tuple[int, int]:
         """(source position, index within that source) of item ``index``."""
         rng = np.random.default_rng([self.seed, index])

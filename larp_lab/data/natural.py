@@ -11,7 +11,8 @@ your own videos.
 
 LICENSES
 --------
-matplotlib's ``mpl-data/sample_data`` holds exactly one photograph:
+The photographs come from two installed packages and are read as plain image files (neither
+package's code runs). matplotlib's ``mpl-data/sample_data`` holds exactly one photograph:
 
 * ``grace_hopper.jpg`` (512x600): official U.S. Navy portrait of Commodore Grace M. Hopper,
   January 1984 (Naval History and Heritage Command). A work of the U.S. federal government, in
@@ -19,9 +20,19 @@ matplotlib's ``mpl-data/sample_data`` holds exactly one photograph:
   http://commons.wikimedia.org/wiki/File:Grace_Hopper.jpg; matplotlib added it (PR #1599, 2012) as
   a public-domain replacement for the "Lena" test image.
 
-The other images there are not photographs (``logo2.png`` is the matplotlib logo,
-``Minduka_Present_Blue_Pack.png`` an icon; the ``.npz``/``.dat`` files are elevation models,
-stock prices, an EEG and an MRI slice) and are not used.
+scikit-image's ``skimage/data`` (a dependency of larp_lab for these files) ships these, with the
+licences its ``skimage.data`` docstrings state:
+
+* ``astronaut.png``: NASA portrait of astronaut Eileen Collins; public domain.
+* ``chelsea.png``: a cat, photographed by Stefan van der Walt; CC0.
+* ``coffee.png``: a cup of coffee (courtesy of Pikolo Espresso Bar), by Rachel Michetti; CC0.
+* ``rocket.jpg``: a SpaceX Falcon 9 launch; released into the public domain by SpaceX.
+* ``hubble_deep_field.jpg``: Hubble Deep Field, NASA; public domain.
+* ``brick.png``, ``grass.png``, ``gravel.png``: textures from CC0Textures; CC0.
+* ``retina.jpg``: a retina fundus image; CC0 1.0.
+* ``camera.png`` (grayscale): a photographer with a camera, by Lav Varshney; CC0.
+
+The other images in those folders are not photographs, or carry no stated licence, and are not used.
 """
 
 from __future__ import annotations
@@ -41,20 +52,45 @@ from .video import VideoError, VideoLimits, read_video
 
 __all__ = ["PhotoPans", "VideoWindows", "bundled_photos", "BUNDLED_PHOTOS"]
 
-#: The photographs shipped with matplotlib that PhotoPans uses: file name -> credit and licence.
-BUNDLED_PHOTOS: dict[str, str] = {
-    "grace_hopper.jpg": "U.S. Navy portrait of Commodore Grace M. Hopper, 1984 (NHHC); public domain (U.S. government work)",
+#: The photographs PhotoPans uses: (package, file name) -> credit and licence (see LICENSES above).
+BUNDLED_PHOTOS: dict[tuple[str, str], str] = {
+    ("matplotlib", "grace_hopper.jpg"): "U.S. Navy portrait of Commodore Grace M. Hopper, 1984 (NHHC); public domain",
+    ("skimage", "astronaut.png"): "NASA portrait of astronaut Eileen Collins; public domain",
+    ("skimage", "chelsea.png"): "cat, by Stefan van der Walt; CC0",
+    ("skimage", "coffee.png"): "coffee cup, by Rachel Michetti (courtesy Pikolo Espresso Bar); CC0",
+    ("skimage", "rocket.jpg"): "SpaceX Falcon 9 launch; public domain (SpaceX)",
+    ("skimage", "hubble_deep_field.jpg"): "Hubble Deep Field, NASA; public domain",
+    ("skimage", "brick.png"): "brick texture, CC0Textures; CC0",
+    ("skimage", "grass.png"): "grass texture, CC0Textures; CC0",
+    ("skimage", "gravel.png"): "gravel texture, CC0Textures; CC0",
+    ("skimage", "retina.jpg"): "retina fundus image; CC0 1.0",
+    ("skimage", "camera.png"): "photographer with a camera, by Lav Varshney; CC0",
 }
 
 
-def bundled_photos() -> list[Path]:
-    """Paths of the bundled photographs found in this matplotlib installation."""
-    import matplotlib
+def _package_data_dir(package: str) -> Path | None:
+    """The data folder of an installed package, found without importing it."""
+    import importlib.util
 
-    folder = Path(matplotlib.get_data_path()) / "sample_data"
-    found = [folder / name for name in BUNDLED_PHOTOS if (folder / name).is_file()]
+    if package == "matplotlib":
+        import matplotlib
+
+        return Path(matplotlib.get_data_path()) / "sample_data"
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "data"
+
+
+def bundled_photos() -> list[Path]:
+    """Paths of the bundled photographs found in this installation (matplotlib's and scikit-image's)."""
+    found = []
+    for package, name in BUNDLED_PHOTOS:
+        folder = _package_data_dir(package)
+        if folder is not None and (folder / name).is_file():
+            found.append(folder / name)
     if not found:
-        raise VideoError(f"{folder}: none of the bundled photographs ({', '.join(BUNDLED_PHOTOS)}) was found.")
+        raise VideoError("none of the bundled photographs (matplotlib / scikit-image sample data) was found.")
     return found
 
 

@@ -84,7 +84,7 @@ _IMAGE_DEMUXERS = ("image2", "image2pipe")
 def _still_image_kind(container) -> str | None:
     """The image type (``"png"``, ``"jpeg"``...) when the container is a still image, else None."""
     name = (container.format.name or "").split(",")[0]
-    if name.endswith("_pipe"):
+    if name.endswith("_pipe") and name != "gif_pipe":  # a GIF may be animated: treated as a video
         return name[: -len("_pipe")]
     if name in _IMAGE_DEMUXERS:
         streams = container.streams.video
@@ -277,7 +277,9 @@ def _decode(
     y0, x0, ch, cw = window
     stream.thread_type = "AUTO"
     tb = stream.time_base or Fraction(1, 1_000_000)
-    t_first = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+    # times are measured from the first frame (MPEG-TS and some MKVs start far from 0); a negative
+    # start (edit lists hiding encoder delay) is treated as 0, where the first shown frame lies
+    t_first = max(float(stream.start_time * tb), 0.0) if stream.start_time is not None else 0.0
     if start_s > 0:
         container.seek(int((start_s + t_first) / tb), stream=stream, backward=True, any_frame=False)
     frames: list[np.ndarray] = []

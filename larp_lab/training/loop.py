@@ -72,9 +72,16 @@ def prepare_run_dir(run_dir: Path, config: Any, resume: bool, rt: Runtime) -> in
         import yaml
 
         run_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False)
-        if resume and (run_dir / "config.yaml").exists() and (run_dir / "config.yaml").read_text() != text:
-            raise TrainingError(f"{run_dir}/config.yaml differs from the config given now; resume needs the same config")
+        plain = json.loads(json.dumps(config.to_dict()))
+        text = yaml.safe_dump(plain, sort_keys=False)
+        if resume and (run_dir / "config.yaml").exists():
+            old = yaml.safe_load((run_dir / "config.yaml").read_text())
+            # a resumed run may be extended (run.max_steps), nothing else may change
+            old.get("run", {}).pop("max_steps", None)
+            new = json.loads(json.dumps(plain))
+            new.get("run", {}).pop("max_steps", None)
+            if old != new:
+                raise TrainingError(f"{run_dir}/config.yaml differs from the config given now; resume needs the same config")
         (run_dir / "config.yaml").write_text(text)
         (run_dir / "env.json").write_text(json.dumps(environment_info(rt.device), indent=2))
     return 0
