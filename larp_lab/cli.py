@@ -259,6 +259,21 @@ def cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_classifier(args: argparse.Namespace) -> int:
+    import torch
+
+    from .data.synthetic import SyntheticVideos
+    from .evaluation.classifier import train_classifier
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = SyntheticVideos(num_clips=args.clips, frames=args.frames, size=args.size, seed=args.seed)
+    res = train_classifier(data, args.steps, batch_size=args.batch_size, lr=args.lr, device=_device(args.device),
+                           seed=args.seed, out_dir=args.out, width=args.width)
+    print(f"proxy classifier -> {args.out}; held-out accuracy {res.val_accuracy:.3f} on {len(res.val_indices)} clips")
+    return 0
+
+
 def _print_result(res: dict, out: str) -> None:
     import os
 
@@ -327,6 +342,20 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1...")
         t.add_argument("--on-nan", choices=["skip", "stop"], default="skip", help="what a non-finite loss does")
         t.set_defaults(func=func)
+
+    k = sub.add_parser("train-classifier", help="train the small video classifier of the offline proxy metrics")
+    k.add_argument("--out", required=True, help="output directory (config.json + model.safetensors)")
+    k.add_argument("--steps", type=int, default=1500)
+    k.add_argument("--batch-size", type=int, default=16)
+    k.add_argument("--lr", type=float, default=1e-3)
+    k.add_argument("--clips", type=int, default=6000, help="synthetic clips (20%% held out)")
+    k.add_argument("--frames", type=int, default=16)
+    k.add_argument("--size", type=int, default=64)
+    k.add_argument("--width", type=int, default=16)
+    k.add_argument("--seed", type=int, default=0)
+    k.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    k.add_argument("--device", default="cpu")
+    k.set_defaults(func=cmd_train_classifier)
 
     e = sub.add_parser("evaluate", help="reconstruction and generation metrics")
     e.add_argument("--tokenizer", default="default")

@@ -227,3 +227,31 @@ def test_evaluate_command_prints_a_table(tmp_path):
     tm, gm = report["tokenizer_metrics"], report["generator_metrics"]
     assert tm["clips"] == 16 and 0 < tm["codebook_usage"] <= 1 and tm["psnr_db"] > 0 and tm["proxy_rfvd"] >= 0
     assert gm["samples"] == 16 and 0 <= gm["class_accuracy"] <= 1 and gm["proxy_gfvd"] >= 0
+
+
+def test_step_sampler_is_a_function_of_the_step():
+    from larp_lab.training.helpers import EpochView, StepBatchSampler
+
+    one = list(StepBatchSampler(10, 4, max_steps=6, seed=3))
+    two = [list(StepBatchSampler(10, 4, rank=r, world=2, max_steps=6, seed=3)) for r in range(2)]
+    assert [a + b for a, b in zip(*two)] == one  # the same global batches, split across processes
+    resumed = list(StepBatchSampler(10, 4, max_steps=6, seed=3, start_step=4))
+    assert resumed == one[4:]
+    flat = [v for b in one for v in b]
+    assert sorted(v % 10 for v in flat[:10]) == list(range(10))  # each epoch is a permutation
+    assert {v // 10 for v in flat[10:20]} == {1}  # tagged with its epoch
+
+    class Rec(torch.utils.data.Dataset):
+        epoch = 0
+
+        def __len__(self):
+            return 10
+
+        def set_epoch(self, e):
+            self.epoch = e
+
+        def __getitem__(self, i):
+            return (self.epoch, i)
+
+    view = EpochView(Rec())
+    assert view[23] == (2, 3) and view[7] == (0, 7)

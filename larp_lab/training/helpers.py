@@ -76,9 +76,10 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
     Every optimizer step consumes ``grad_accum`` micro-batches of ``global_batch / grad_accum``
     clips, split across processes. Sample number v (counting from the start of training) maps to
-    dataset index ``perm_e[v % n]`` with ``e = v // n`` and ``perm_e`` a permutation seeded by
-    (seed, e) (identity when ``shuffle`` is off), so resuming at a step reproduces the data exactly
-    and a run on k processes sees the same global batches as a run on one.
+    the *epoch-tagged* index ``e * n + perm_e[v % n]`` with ``e = v // n`` and ``perm_e`` a
+    permutation seeded by (seed, e) (identity when ``shuffle`` is off); :class:`EpochView` turns it
+    back into (epoch, index). Resuming at a step reproduces the data exactly, and a run on k
+    processes sees the same global batches as a run on one.
     """
 
     def __init__(
@@ -98,14 +99,14 @@ class StepBatchSampler(torch.utils.data.Sampler):
         self._perm_epoch, self._perm = -1, None
 
     def _index(self, v: int) -> int:
-        if not self.shuffle:
-            return v % self.n
         epoch = v // self.n
+        if not self.shuffle:
+            return v
         if epoch != self._perm_epoch:
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             self._perm = torch.randperm(self.n, generator=g)
             self._perm_epoch = epoch
-        return int(self._perm[v % self.n])
+        return epoch * self.n + int(self._perm[v % self.n])
 
     def __iter__(self):
         for step in range(self.start, self.stop):
@@ -115,6 +116,24 @@ class StepBatchSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return (self.stop - self.start) * self.accum
+
+
+class EpochView(torch.utils.data.Dataset):
+    """Reads epoch-tagged indices ``e * n + i``: item i of ``dataset`` with its augmentation epoch
+    set to e (datasets with ``set_epoch`` draw fresh crops/flips per epoch; works in workers too)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset) -> None:
+        self.dataset = dataset
+        self.n = len(dataset)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, v: int):
+        epoch, i = divmod(int(v), self.n)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        return self.dataset[i]
 
 
 # ================================================================================================

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..hub import CheckpointError
 from .config import OptimConfig, RunConfig
-from .helpers import EMA, RunLogger, StepBatchSampler, environment_info, lr_multiplier
+from .helpers import EMA, EpochView, RunLogger, StepBatchSampler, environment_info, lr_multiplier
 from .runtime import Runtime
 from .state import find_state, load_state, rng_state, save_state, set_rng_state
 
@@ -150,7 +150,7 @@ def train(
         seed=run.seed, start_step=start, max_steps=run.max_steps, shuffle=task.shuffle,
     )
     loader = torch.utils.data.DataLoader(
-        task.train_dataset, batch_sampler=sampler, collate_fn=task.collate,
+        EpochView(task.train_dataset), batch_sampler=sampler, collate_fn=task.collate,
         num_workers=getattr(config.data, "num_workers", 0), pin_memory=rt.device.type == "cuda",
         persistent_workers=getattr(config.data, "num_workers", 0) > 0,
         # its own generator: creating the iterator must not draw from the global RNG (exact resume)
