@@ -274,6 +274,14 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmarks
+
+    out = args.out or f"benchmarks/results_{args.device.replace(':', '')}.json"
+    run_benchmarks(args.device, quick=args.quick, out=out, compile_=args.compile)
+    return 0
+
+
 def _print_result(res: dict, out: str) -> None:
     import os
 
@@ -376,6 +384,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file")
     e.add_argument("--device", default="cpu")
     e.set_defaults(func=cmd_evaluate)
+
+    b = sub.add_parser("bench", help="speed and memory benchmarks (table + JSON)")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--quick", action="store_true", help="fewer repeats and shorter sequences")
+    b.add_argument("--compile", action="store_true", help="also measure torch.compile (GPU)")
+    b.add_argument("--out", default=None, help="JSON file (default benchmarks/results_<device>.json)")
+    b.set_defaults(func=cmd_bench)
 
     i = sub.add_parser("info", help="describe a checkpoint directory")
     i.add_argument("source")

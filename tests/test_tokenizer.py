@@ -296,3 +296,16 @@ def test_micro_reconstruction_is_fast_enough_for_tests(tok):
     with torch.no_grad():
         tok.reconstruct(video(1))
     assert time.perf_counter() - t < 5
+
+
+def test_plain_attention_reference_path_matches_fused(tok):
+    from larp_lab.models.layers import plain_attention
+
+    x = video()
+    with torch.no_grad():
+        fused = tok.reconstruct(x)
+        with plain_attention():
+            plain = tok.reconstruct(x)
+        again = tok.reconstruct(x)
+    assert max_abs(fused, plain) <= 1e-5
+    assert torch.equal(fused, again)  # the context restored the fused path

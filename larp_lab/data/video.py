@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "repeat_last_frame",
     "VideoError",
     "VideoLimits",
     "VideoInfo",
@@ -481,3 +482,13 @@ def save_frame_grid(
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def repeat_last_frame(video: Tensor, keep: int) -> Tensor:
+    """Keep the first ``keep`` frames of (B, C, T, H, W) clips and repeat the last kept frame up to T
+    frames (the official frame-prediction conditioning, ``utils.repeat_to_m_frames``)."""
+    T = video.shape[2]
+    if not 1 <= keep <= T:
+        raise ValueError(f"keep must be in [1, {T}], got {keep}")
+    idx = torch.arange(T, device=video.device).clamp(max=keep - 1)
+    return video[:, :, idx]

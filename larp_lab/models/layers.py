@@ -12,7 +12,9 @@ State-dict names mirror the official modules (``norm1``, ``attn.qkv``, ``attn.pr
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -88,6 +90,32 @@ def is_hooked(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
+_FUSED = [True]
+
+
+@contextlib.contextmanager
+def plain_attention() -> Iterator[None]:
+    """Within this context :func:`attention` uses an explicit softmax(q k^T / sqrt(d)) v instead of
+    fused SDPA: the reference path that benchmarks compare against (restored on exit)."""
+    prev = _FUSED[0]
+    _FUSED[0] = False
+    try:
+        yield
+    finally:
+        _FUSED[0] = prev
+
+
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None) -> Tensor:
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
+    if causal:
+        lq, lk = scores.shape[-2:]
+        keep = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lq)
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
 def attention(
     q: Tensor,
     k: Tensor,
@@ -112,7 +140,10 @@ def attention(
     Returns:
         (B, H, Lq, hd)
     """
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    if _FUSED[0] or dropout_p > 0:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
+    else:
+        out = _explicit_attention(q, k, v, causal, mask)
     if record is not None and is_hooked(record):
         qr = q if record_q is None else record_q
         scores = (qr.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lr, Lk)

@@ -98,6 +98,9 @@ class TokenizerTrainConfig(_ConfigBase):
     rec_loss: Literal["l1", "l2"] = "l1"
     #: sample codes at the VQ temperature while training (official); False = argmax (deterministic)
     vq_sampling: bool = True
+    #: every this many steps, codes unused since the last restart are re-initialised to random current
+    #: encoder outputs (0 = off, the official recipe); guards small/short runs against codebook collapse
+    dead_code_restart_every: int = 0
     loss_q_weight: float = 0.1
     #: linear warm-up of the VQ loss weight from loss_q_warmup_start * loss_q_weight over these steps
     loss_q_warmup_steps: int = 0

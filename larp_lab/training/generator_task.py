@@ -22,17 +22,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..data.video import repeat_last_frame
 from ..models.generator import LARPGenerator
 from ..models.tokenizer import LARPTokenizer
 from .config import GeneratorTrainConfig
 from .data import build_dataset
-
-
-def repeat_last_frame(video: torch.Tensor, keep: int) -> torch.Tensor:
-    """(B, C, T, H, W): keep the first ``keep`` frames and repeat the last kept one to T frames."""
-    T = video.shape[2]
-    idx = torch.arange(T, device=video.device).clamp(max=keep - 1)
-    return video[:, :, idx]
 
 
 def tokenizer_checksum(tok: LARPTokenizer) -> str:

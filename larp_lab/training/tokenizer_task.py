@@ -57,6 +57,8 @@ class TokenizerTask:
             steps_per_epoch = max(1, len(self.train_dataset) // cfg.run.batch_size)
             self.gan = GanTrainer(cfg.gan, cfg.model, device, steps_per_epoch)
         self._val_batch = None
+        self._code_counts = torch.zeros(cfg.model.codebook_size, dtype=torch.long)
+        self._last_latents: torch.Tensor | None = None
 
     # -------------------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
@@ -102,6 +104,10 @@ class TokenizerTask:
             metrics.update(g_metrics)
             self._last_rec = rec.detach()
         with torch.no_grad():
+            if c.dead_code_restart_every > 0:
+                self._code_counts += torch.bincount(out.encoding.indices.flatten().cpu(),
+                                                    minlength=self._code_counts.numel())
+                self._last_latents = out.encoding.normalized.detach().reshape(-1, out.encoding.normalized.shape[-1])
             mse = (rec.clamp(-1, 1) - x).pow(2).mean().clamp_min(1e-10) / 4.0
             metrics["psnr"] = float(10 * torch.log10(1.0 / mse))
             metrics["usage"] = out.encoding.indices.unique().numel() / self.cfg.model.codebook_size
@@ -109,9 +115,39 @@ class TokenizerTask:
         return total, metrics
 
     def after_step(self, batch: dict, step: int) -> dict[str, float]:
-        if self.gan is None:
-            return {}
-        return self.gan.discriminator_step(batch["video"], self._last_rec, step)
+        metrics: dict[str, float] = {}
+        every = self.cfg.dead_code_restart_every
+        if every > 0 and (step + 1) % every == 0:
+            metrics["restarted_codes"] = float(self.restart_dead_codes())
+        if self.gan is not None:
+            metrics.update(self.gan.discriminator_step(batch["video"], self._last_rec, step))
+        return metrics
+
+    @torch.no_grad()
+    def restart_dead_codes(self) -> int:
+        """Re-initialise codes unused since the last restart to random encoder outputs of the last
+        batch (all processes agree: counts are summed and the new rows broadcast from rank 0)."""
+        import torch.distributed as dist
+
+        counts = self._code_counts.to(self.device)
+        dist_on = dist.is_available() and dist.is_initialized()
+        if dist_on:
+            dist.all_reduce(counts)
+        dead = (counts == 0).nonzero().flatten()
+        self._code_counts.zero_()
+        if dead.numel() == 0 or self._last_latents is None:
+            return 0
+        emb = self.model.bottleneck.regularizer.embedding.weight
+        pool = self._last_latents.to(emb.device, emb.dtype)
+        pick = torch.randint(0, pool.shape[0], (dead.numel(),), device=pool.device)
+        new = pool[pick] + 0.01 * torch.randn(dead.numel(), pool.shape[1], device=pool.device, dtype=pool.dtype)
+        alive = emb[(counts > 0).to(emb.device)]
+        scale = alive.norm(dim=-1).mean() if alive.numel() else emb.new_tensor(1.0)
+        new = torch.nn.functional.normalize(new, dim=-1) * scale
+        if dist_on:
+            dist.broadcast(new, src=0)
+        emb[dead.to(emb.device)] = new
+        return int(dead.numel())
 
     # -------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -151,8 +187,17 @@ class TokenizerTask:
 
     # -------------------------------------------------------------------------------------------
     def extra_state(self) -> dict[str, Any]:
-        return {} if self.gan is None else {"gan": self.gan.state_dict()}
+        state: dict[str, Any] = {"code_counts": self._code_counts.clone()}
+        if self._last_latents is not None:
+            state["last_latents"] = self._last_latents.cpu()
+        if self.gan is not None:
+            state["gan"] = self.gan.state_dict()
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "code_counts" in state:
+            self._code_counts.copy_(state["code_counts"])
+        if "last_latents" in state:
+            self._last_latents = state["last_latents"].to(self.device)
         if self.gan is not None and "gan" in state:
             self.gan.load_state_dict(state["gan"])
