@@ -36,7 +36,11 @@ def _guard(fn):
         try:
             return fn(*args)
         except (ValueError, VideoError, OSError, KeyError) as exc:
-            raise gr.Error(" ".join(str(exc).split()) or type(exc).__name__) from None
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            for a in args:  # show an upload by its name, not by the server's temporary path
+                if isinstance(a, str) and len(a) > 1 and a in msg:
+                    msg = msg.replace(a, Path(a).name)
+            raise gr.Error(msg) from None
 
     wrapped.__name__ = fn.__name__
     wrapped.__doc__ = fn.__doc__
@@ -198,6 +202,16 @@ def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspa
             e_info = gr.JSON(label="Summary")
             go_e.click(on_explore, [tok_dd, e_inp, query, layer, head], [e_overlay, heat, surprisal, umap, e_info],
                        api_visibility="private")
+        def on_tokenizer_change(tok_name):
+            c = hub.tokenizer(tok_name).config
+            return (gr.update(maximum=c.num_tokens, value=c.num_tokens), gr.update(maximum=c.num_tokens - 1, value=0),
+                    gr.update(maximum=c.encoder_depth - 1, value=c.encoder_depth - 1),
+                    gr.update(choices=["mean"] + [str(h) for h in range(c.encoder_num_heads)], value="mean"),
+                    gr.update(maximum=c.frame_num - 1, value=min(5, c.frame_num - 1)), None)
+
+        tok_dd.change(_guard(on_tokenizer_change), [tok_dd], [k, query, layer, head, cond, state],
+                      api_visibility="private")
+
         # API endpoints with exactly the documented signatures (hidden components carry the files)
         with gr.Column(visible=False):
             a_in = gr.Video(label="video")

@@ -71,6 +71,8 @@ def tokenizer_config(arm: str, s: dict, seed: int):
         "optim": {"lr": s["tok_lr"], "warmup_steps": s["tok_steps"] // 20, "grad_clip": 1.0},
         "run": {"batch_size": s["tok_batch"], "max_steps": s["tok_steps"], "log_every": 25,
                 "eval_every": s["tok_steps"], "save_every": s["tok_steps"], "seed": seed},
+        # identical in every arm: short runs of small models collapse their codebook without it
+        "dead_code_restart_every": 25,
     }, "tokenizer")
 
 
@@ -115,7 +117,7 @@ def run(name: str, seeds: list[int], scale: str, device: str, out_root: Path) ->
     if not (clf_dir / "model.safetensors").is_file():
         data = SyntheticVideos(num_clips=4000, frames=s["frames"], size=s["size"], seed=777)
         res = train_classifier(data, s["clf_steps"], batch_size=16, width=s["clf_width"], seed=0, out_dir=clf_dir,
-                               device=device)
+                               device=device, progress=False)
         print(f"classifier held-out accuracy {res.val_accuracy:.3f}", flush=True)
     clf_acc = json.loads((clf_dir / "train_log.json").read_text())["val_accuracy"]
     held_out = SyntheticVideos(num_clips=s["eval_clips"], frames=s["frames"], size=s["size"], seed=999)

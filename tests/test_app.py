@@ -146,6 +146,8 @@ def test_browser_end_to_end(app_url, tmp_path):
             # an invalid upload shows the error, and the app keeps serving
             bad = tmp_path / "broken.mp4"
             bad.write_bytes(b"\x00\x01 definitely not a video" * 100)
+            page.reload(wait_until="domcontentloaded")
+            page.locator("#rec_btn").wait_for(state="visible", timeout=60_000)
             page.locator("input[type=file]").first.set_input_files(str(bad))
             page.wait_for_timeout(500)
             page.click("#rec_btn")

@@ -82,8 +82,8 @@ class GeneratorTask:
     display_keys = ("loss", "val_nll")
 
     def __init__(self, cfg: GeneratorTrainConfig, tokenizer: LARPTokenizer, run_dir: Path, device: torch.device,
-                 is_main: bool = True, barrier=lambda: None) -> None:
-        self.cfg, self.device = cfg, device
+                 is_main: bool = True, barrier=lambda: None, progress: bool = True) -> None:
+        self.cfg, self.device, self.progress = cfg, device, progress
         self.tokenizer = tokenizer.to(device).eval()
         m = cfg.model
         if m.max_seq_len != tokenizer.config.num_tokens or m.vocab_size != tokenizer.config.codebook_size:
@@ -120,7 +120,7 @@ class GeneratorTask:
             ds = build_dataset(cfg.data, train=True, num_clips=cfg.num_train_clips)
             data = tokenize_dataset(
                 self.tokenizer, ds, cond_frames=cfg.cond_frames if cfg.model.frame_prediction else None,
-                num_workers=cfg.data.num_workers, device=self.device,
+                num_workers=cfg.data.num_workers, device=self.device, progress=self.progress,
             )
             cache.mkdir(parents=True, exist_ok=True)
             save_file({k: v.contiguous() for k, v in data.items()}, str(path))

@@ -68,7 +68,8 @@ def train_generator(
         tok = resolve_tokenizer(tokenizer, rt.device)
         cfg = fit_generator_to_tokenizer(cfg, tok)
         torch.manual_seed(cfg.run.seed)
-        task = GeneratorTask(cfg, tok, Path(out), rt.device, is_main=rt.is_main, barrier=rt.barrier)
+        task = GeneratorTask(cfg, tok, Path(out), rt.device, is_main=rt.is_main, barrier=rt.barrier,
+                             progress=progress and rt.is_main)
         torch.manual_seed(cfg.run.seed * 1009 + rt.rank)
         return train(task, run=cfg.run, optim=cfg.optim, config=cfg, run_dir=Path(out), rt=rt, resume=resume,
                      stop_after=stop_after, progress=progress, on_nan=on_nan)

@@ -19,5 +19,4 @@ def per_frame_psnr_figure(values, *, cond_frames: int | None = None, title: str 
     ax.set_ylabel("PSNR (dB)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
-    fig.subplots_adjust(left=0.14, right=0.97, bottom=0.2, top=0.86)
     return fig
