@@ -16,14 +16,25 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import os
+import shutil
+import signal
 import sys
+import tempfile
 from pathlib import Path
 
-import gradio as gr
+# Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR, read when gradio is imported. Unless
+# the user chose one, a running app gets a private one, removed at exit like the app's work directory,
+# so a stopped app leaves no files behind and two apps never delete each other's files.
+if __name__ == "__main__" and "GRADIO_TEMP_DIR" not in os.environ:
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="larp_lab_gradio_")
+    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], True)
 
-from larp_lab.data.video import VideoError
-from larp_lab.demo import explore, handlers
-from larp_lab.demo.models import ModelHub, default_choices, label
+import gradio as gr  # noqa: E402
+
+from larp_lab.data.video import VideoError  # noqa: E402
+from larp_lab.demo import explore, handlers  # noqa: E402
+from larp_lab.demo.models import ModelHub, default_choices, label  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 MAX_UPLOAD = "200mb"
@@ -233,6 +244,10 @@ def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspa
     return demo
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="larp_lab app")
     p.add_argument("--host", default="127.0.0.1")
@@ -249,6 +264,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ws = handlers.Workspace()
     atexit.register(ws.clear)
+    # `kill` / `docker stop` (SIGTERM) stop the app like Ctrl-C: the server closes, then the atexit
+    # handlers remove the work directories (the default SIGTERM action would skip them)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         hub = ModelHub(torch.device(args.device))
         demo = build_app(hub, default_choices(args.tokenizer, args.generator, args.predictor), ws)

@@ -84,8 +84,8 @@ class _ConfigBase:
     def from_json(cls, text: str):
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{cls.__name__}: not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # bad JSON, too-long integers, absurd nesting
+            raise ConfigError(f"{cls.__name__}: not valid JSON ({str(exc)[:200]})") from None
         return cls.from_dict(data)
 
     def replace(self, **changes):
@@ -141,9 +141,13 @@ def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{owner}.{key}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{owner}.{key}: expected a finite number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer too large for a float
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{owner}.{key}: expected a finite number, got {str(value)[:40]}")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{owner}.{key}: expected a string, got {value!r}")

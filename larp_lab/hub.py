@@ -17,7 +17,8 @@ Loading is strict and careful, in this order, so that bad files fail fast and ch
 2. the safetensors header is read and checked against the file size (a truncated file is
    refused) and against the key/shape listing of the model built on the ``meta`` device: every
    missing, unexpected or mis-shaped key is named in the error. Only ``prior_model.*`` and the
-   three fixed sin-cos buffers may be absent, and only from an official file;
+   three fixed sin-cos buffers may be absent, and only from an official file (the absent tables are
+   recomputed, at most ``MAX_RECOMPUTED_ELEMENTS`` elements, so a tiny file cannot request gigabytes);
 3. only then is the model materialised and the weights copied in. Floating tensors stored in
    fp16/bf16 are restored to float32.
 
@@ -29,6 +30,7 @@ a randomly initialised one; the sin-cos buffers are recomputed when absent.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -60,6 +62,9 @@ LEGACY_WEIGHTS = ("pytorch_model.bin", "model.pt", "model.pth", "checkpoint.pt",
 MAX_CONFIG_BYTES = 1_000_000
 MAX_HEADER_BYTES = 100_000_000
 OFFICIAL_OPTIONAL_KEYS = ("encoder_patch_pe", "decoder_latent_pe", "decoder_patch_query_embed")
+#: fixed tables absent from an official file are recomputed; together they may hold at most this many
+#: elements (LARP-L's three hold 2.4M), so a tiny file cannot make loading allocate gigabytes
+MAX_RECOMPUTED_ELEMENTS = 1 << 25
 OFFICIAL_REPOS = ("hywang66/LARP-L-long-tokenizer", "hywang66/LARP-L-long-AR", "hywang66/LARP-L-long-AR-FP")
 
 _DTYPES = {
@@ -246,7 +251,9 @@ def official_tokenizer_config(d: dict[str, Any], prior_sizes: dict[str, Any] | N
             pixel_range="zero_one",
             prior=official_prior_config(d.get("prior_model"), prior_sizes),
         )
-    except (KeyError, TypeError, AttributeError) as exc:
+    except ConfigError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"official tokenizer config.json is missing or has a malformed field: {exc!r}") from None
 
 
@@ -265,7 +272,10 @@ def official_generator_config(d: dict[str, Any]) -> GeneratorConfig:
         raise ConfigError(f"official generator config has unknown keys {unknown}")
     if d.get("model_type", "class_cond") != "class_cond":
         raise ConfigError(f"official model_type {d['model_type']!r} is not supported (only 'class_cond')")
-    if float(d.get("drop_path_rate", 0.0)) != 0.0:
+    drop_path = d.get("drop_path_rate", 0.0)
+    if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)):
+        raise ConfigError(f"official generator config: drop_path_rate must be a number, got {drop_path!r}")
+    if drop_path != 0.0:
         warnings.warn("drop_path_rate > 0 is ignored (it only matters for training)", stacklevel=3)
     kept = {k: v for k, v in d.items() if k in _GENERATOR_FIELDS}
     return GeneratorConfig.from_dict(kept)
@@ -289,6 +299,8 @@ def detect_format(cfg: dict[str, Any]) -> tuple[str, str]:
         kind = cfg.get("model")
         if kind not in ("tokenizer", "generator"):
             raise CheckpointError(f"config.json names an unknown model kind {kind!r}")
+        if not isinstance(cfg.get("config"), dict):
+            raise CheckpointError("config.json has no \"config\" object describing the model")
         return "larp_lab", kind
     if "bottleneck_token_num" in cfg and "bottleneck" in cfg:
         return "official", "tokenizer"
@@ -344,8 +356,8 @@ def read_config_json(directory: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes; not a config")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, too-long integers, absurd nesting
+        raise CheckpointError(f"{path}: not valid JSON ({str(exc)[:200]})") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: must hold a JSON object")
     return data
@@ -373,18 +385,22 @@ def read_safetensors_header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]
         raise CheckpointError(f"{path}: not a safetensors file (the header is not JSON)")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad UTF-8 or JSON, too-long integers, absurd nesting
         raise CheckpointError(f"{path}: corrupt safetensors header") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header")
     header.pop("__metadata__", None)
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
     spans = []
     for key, info in header.items():
         try:
-            dtype, shape, (a, b) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
+            dtype, shape, (a, b) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            if not all(type(v) is int for v in (*shape, a, b)):  # JSON integers only (no floats, strings, bools)
+                raise TypeError
         except (KeyError, TypeError, ValueError):
-            raise CheckpointError(f"{path}: corrupt safetensors entry for {key!r}") from None
-        if dtype not in _DTYPE_SIZES:
-            raise CheckpointError(f"{path}: tensor {key!r} has unsupported dtype {dtype}")
+            raise CheckpointError(f"{path}: corrupt safetensors entry for {str(key)[:100]!r}") from None
+        if not isinstance(dtype, str) or dtype not in _DTYPE_SIZES:
+            raise CheckpointError(f"{path}: tensor {str(key)[:100]!r} has unsupported dtype {str(dtype)[:20]!r}")
         numel = 1
         for s in shape:
             if s < 0:
@@ -463,6 +479,12 @@ def _check_listing(
         if wrong:
             parts.append(f"shape mismatches {_clip(wrong)}")
         raise CheckpointError(f"{where}: weights do not match the config: " + "; ".join(parts))
+    recomputed = sum(math.prod(expected[k]) for k in optional if k in expected and k not in found)
+    if recomputed > MAX_RECOMPUTED_ELEMENTS:
+        raise CheckpointError(
+            f"{where}: the config asks for {recomputed:,} elements of fixed tables that the file does not hold "
+            f"(the limit is {MAX_RECOMPUTED_ELEMENTS:,}); refusing to build them (is the config corrupt?)"
+        )
 
 
 def _clip(items: list[str], n: int = 8) -> str:

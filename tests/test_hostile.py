@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -280,7 +281,11 @@ def app(tok_dir, tmp_path_factory):
     tmpdir = tmp_path_factory.mktemp("app_tmpdir")
     running = start_app(["--tokenizer", str(tok_dir), "--max-concurrency", str(MAX_CONCURRENCY),
                          "--max-queue", str(MAX_QUEUE)], tmpdir, tmp_path_factory.mktemp("app_log") / "app.log")
-    yield running
+    with pytest.MonkeyPatch.context() as mp:
+        # gradio_client leaves an empty directory in the temporary directory for every file it downloads:
+        # keep them in pytest's tmp rather than /tmp
+        mp.setattr(tempfile, "tempdir", str(tmp_path_factory.mktemp("client_tmp")))
+        yield running
     running.stop()
 
 
@@ -347,6 +352,23 @@ def test_app_under_load(app, tmp_path):
     assert percentile(ok, 95) < 60
     _, metrics = client.predict(handle_file(str(CLIP)), api_name="/reconstruct")  # and it keeps serving
     assert metrics["num_tokens"] == TOKENS
+
+
+@pytest.mark.slow
+def test_app_refuses_an_upload_above_max_file_size(app, tmp_path):
+    """Above 200 MB an upload is refused by the client (from the app's config) and by the server (413),
+    before anything is decoded."""
+    import httpx
+    from gradio_client import handle_file
+
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as f:  # sparse: 210 MB that take no disk space
+        f.truncate(210 * 1024**2)
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 209715200 bytes"):
+        app.client(tmp_path / "dl").predict(handle_file(str(big)), api_name="/reconstruct")
+    with open(big, "rb") as f:
+        r = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("big.mp4", f, "video/mp4")}, timeout=120)
+    assert r.status_code == 413 and "maximum allowed size of 209715200 bytes" in r.text, (r.status_code, r.text)
 
 
 @pytest.mark.slow

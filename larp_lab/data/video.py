@@ -78,6 +78,20 @@ class VideoInfo:
     codec: str
 
 
+#: Frame-threaded decoding keeps about one decoded frame per thread in flight (FFmpeg's default is one
+#: thread per core plus one), so the decoder's thread count is capped to keep those frames within this
+#: many bytes: an 8K stream decodes on one thread, 1080p on up to MAX_DECODER_THREADS.
+DECODER_MEMORY_BUDGET = 256 * 1024**2
+MAX_DECODER_THREADS = 8
+
+
+def _decoder_threads(width: int, height: int) -> int:
+    """Decoder threads for frames of width x height (about 2.4 bytes per pixel per thread were
+    measured for H.264 at 8K; 4 are assumed)."""
+    per_thread = 4 * max(1, width) * max(1, height)
+    return max(1, min(os.cpu_count() or 1, MAX_DECODER_THREADS, DECODER_MEMORY_BUDGET // per_thread))
+
+
 #: FFmpeg demuxers that read single still images (``image2`` plus the ``*_pipe`` family).
 _IMAGE_DEMUXERS = ("image2", "image2pipe")
 
@@ -122,6 +136,8 @@ def _open(path: str | os.PathLike, limits: VideoLimits):
 
 def _info(container, stream, path) -> VideoInfo:
     cc = stream.codec_context
+    if cc is None:  # e.g. a corrupt codec tag: FFmpeg found a video stream but no decoder for it
+        raise VideoError(f"{path}: the video stream uses an unknown or unsupported codec.")
     w, h = int(cc.width or 0), int(cc.height or 0)
     if w <= 0 or h <= 0:
         raise VideoError(f"{path}: the video stream has no frame size.")
@@ -277,12 +293,17 @@ def _decode(
     tw, th = target
     y0, x0, ch, cw = window
     stream.thread_type = "AUTO"
+    cc = stream.codec_context
+    cc.thread_count = _decoder_threads(cc.width or 0, cc.height or 0)
     tb = stream.time_base or Fraction(1, 1_000_000)
     # times are measured from the first frame (MPEG-TS and some MKVs start far from 0); a negative
     # start (edit lists hiding encoder delay) is treated as 0, where the first shown frame lies
     t_first = max(float(stream.start_time * tb), 0.0) if stream.start_time is not None else 0.0
     if start_s > 0:
-        container.seek(int((start_s + t_first) / tb), stream=stream, backward=True, any_frame=False)
+        try:
+            container.seek(int((start_s + t_first) / tb), stream=stream, backward=True, any_frame=False)
+        except Exception:  # a corrupt or unusable index: decode from where we are (earlier frames are skipped)
+            pass
     frames: list[np.ndarray] = []
     decoded = 0
     next_t = start_s

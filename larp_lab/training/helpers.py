@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import subprocess
 import sys
@@ -159,7 +160,9 @@ class RunLogger:
                         keep.append(line)
                 except json.JSONDecodeError:
                     continue
-            self.path.write_text("".join(k + "\n" for k in keep))
+            tmp = self.path.with_name(f".{self.path.name}.tmp")  # atomic: a kill here keeps the old log
+            tmp.write_text("".join(k + "\n" for k in keep))
+            os.replace(tmp, self.path)
         try:
             from torch.utils.tensorboard import SummaryWriter
 

@@ -76,6 +76,10 @@ def save_state(directory: str | Path, state: dict[str, Any]) -> Path:
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     skeleton, tensors = flatten_state(state)
+    old = directory.with_name(f".{directory.name}.old")
+    for stale in directory.parent.glob(f".{directory.name}.*"):  # temporary dirs of saves that were killed
+        if stale != old and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         save_file(tensors, str(tmp / STATE_TENSORS))
@@ -83,14 +87,19 @@ def save_state(directory: str | Path, state: dict[str, Any]) -> Path:
         for name in (STATE_TENSORS, STATE_JSON):
             with open(tmp / name, "rb") as f:
                 os.fsync(f.fileno())
-        old = directory.with_name(f".{directory.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if directory.exists():
+        if directory.exists():  # complete (it only ever appears by the rename below): it becomes .old
+            if old.exists():
+                shutil.rmtree(old)
             os.replace(directory, old)
+        # else: a crash between the two renames left only .old, the one complete checkpoint: kept until
+        # the new one is in place
         os.replace(tmp, directory)
         if old.exists():
             shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:  # disk full, quota, permissions...: say what failed and that nothing was lost
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(exc.errno, f"could not write the training checkpoint {directory} ({exc.strerror or exc}); "
+                                 "the previous checkpoint is kept") from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -1,0 +1,50 @@
+"""Execute the notebooks and save one picture from each for the README (docs/notebooks/NN.png).
+
+    python scripts/notebook_pictures.py [--pick 00:2 01:0 ...]
+
+The picture is the first PNG output of the notebook (or the N-th with --pick NN:N). Outputs are not
+written back into the notebooks (they stay stripped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    import nbformat
+    from nbclient import NotebookClient
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pick", nargs="*", default=[])
+    p.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run")
+    a = p.parse_args()
+    picks = {k: int(v) for k, v in (x.split(":") for x in a.pick)}
+    out = ROOT / "docs" / "notebooks"
+    out.mkdir(parents=True, exist_ok=True)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        num = path.name[:2]
+        if a.only is not None and num not in a.only:
+            continue
+        nb = nbformat.read(path, as_version=4)
+        with tempfile.TemporaryDirectory() as d:
+            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": d}}).execute()
+        pngs = [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if "data" in o and "image/png" in o["data"]]
+        if not pngs:
+            print(f"{path.name}: no PNG output", file=sys.stderr)
+            continue
+        i = min(picks.get(num, 0), len(pngs) - 1)
+        (out / f"{num}.png").write_bytes(base64.b64decode(pngs[i]))
+        print(f"{path.name}: {len(pngs)} pictures, saved #{i} -> docs/notebooks/{num}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
