@@ -13,7 +13,7 @@ sampling speed. Real statistics can be cached (``real_stats_cache``).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -205,10 +205,6 @@ def format_table(title: str, metrics: dict[str, Any]) -> str:
     w = max(len(k) for k, _ in rows)
     line = "-" * (w + 3 + max(len(v) for _, v in rows))
     return "\n".join([title, line, *(f"{k:<{w}} | {v}" for k, v in rows), line])
-
-
-def settings_dict(s: EvalSettings) -> dict[str, Any]:
-    return {k: v for k, v in asdict(s).items() if v is not None and k != "progress"}
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> None:

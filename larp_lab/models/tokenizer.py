@@ -19,11 +19,9 @@ recomputed (and cached) for other grids. The learned queries fix N.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..config import TokenizerConfig
@@ -409,15 +407,3 @@ class LARPTokenizer(nn.Module):
         return sum(
             p.numel() for n, p in self.named_parameters() if include_prior or not n.startswith("prior_model.")
         )
-
-
-def iter_blocks(model: LARPTokenizer) -> Iterator[tuple[str, int, nn.Module]]:
-    """(stack name, layer index, block) for every encoder and decoder block."""
-    for stack in ("encoder", "decoder"):
-        for i, b in enumerate(getattr(model, stack).blocks):
-            yield stack, i, b
-
-
-def clamp_video(video: Tensor) -> Tensor:
-    """Clamp a reconstruction to the valid [-1, 1] range."""
-    return F.hardtanh(video, -1.0, 1.0)
