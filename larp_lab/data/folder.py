@@ -180,7 +180,31 @@ def _check_index(index: int, length: int) -> int:
 # ----------------------------------------------------------------------------------------------
 
 
-class VideoFolder(_VideoFileDataset):
+class _LabelledVideos(_VideoFileDataset):
+    """A list of (path, label) ``samples`` read as windows of ``frames`` frames (shared by the
+    folder and CSV datasets)."""
+
+    samples: list[tuple[Path, int]]
+
+    def _set_reading(self, frames, size, train, stride, crop, flip, frame_rate) -> None:
+        self.frames, self.size, self.train, self.stride = int(frames), int(size), bool(train), int(stride)
+        self.crop, self.flip, self.frame_rate = crop, self.train if flip is None else bool(flip), frame_rate
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _load(self, index: int, k: int) -> dict:
+        path, label = self.samples[k]
+        video = self._read_window(path, self.frames, self.size, rng=self._rng(index), random_start=True,
+                                  crop=self.crop, flip=self.flip, stride=self.stride, frame_rate=self.frame_rate)
+        return {"video": video, "label": label, "index": index, "path": str(path)}
+
+    def __getitem__(self, index: int) -> dict:
+        i = _check_index(index, len(self))
+        return self._first_readable(i, len(self), lambda k: self._load(i, k), lambda k: self.samples[k][0])
+
+
+class VideoFolder(_LabelledVideos):
     """Videos in one folder per class (the UCF-101 layout ``root/<class>/<video>``).
 
     Classes are the sub-folder names sorted alphabetically (label = position); videos are found
@@ -223,21 +247,7 @@ class VideoFolder(_VideoFileDataset):
         ]
         if not self.samples:
             raise VideoError(f"{self.root}: no videos found in class folders (expected root/<class>/<video>).")
-        self.frames, self.size, self.train, self.stride = int(frames), int(size), bool(train), int(stride)
-        self.crop, self.flip, self.frame_rate = crop, self.train if flip is None else bool(flip), frame_rate
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def _load(self, index: int, k: int) -> dict:
-        path, label = self.samples[k]
-        video = self._read_window(path, self.frames, self.size, rng=self._rng(index), random_start=True,
-                                  crop=self.crop, flip=self.flip, stride=self.stride, frame_rate=self.frame_rate)
-        return {"video": video, "label": label, "index": index, "path": str(path)}
-
-    def __getitem__(self, index: int) -> dict:
-        i = _check_index(index, len(self))
-        return self._first_readable(i, len(self), lambda k: self._load(i, k), lambda k: self.samples[k][0])
+        self._set_reading(frames, size, train, stride, crop, flip, frame_rate)
 
     def __repr__(self) -> str:
         return (f"VideoFolder({str(self.root)!r}, {len(self.classes)} classes, {len(self)} videos, frames={self.frames}, "
@@ -249,7 +259,7 @@ class VideoFolder(_VideoFileDataset):
 # ----------------------------------------------------------------------------------------------
 
 
-class VideoCSV(_VideoFileDataset):
+class VideoCSV(_LabelledVideos):
     """Videos listed in an official LARP metadata CSV (``id,path,action,label``; one file per split).
 
     Relative paths are taken from ``root``. Rows are sorted by path (as the official loader
@@ -295,21 +305,7 @@ class VideoCSV(_VideoFileDataset):
             if label >= 0 and action:
                 self.label_names.setdefault(label, action)
         self.samples.sort(key=lambda s: str(s[0]))
-        self.frames, self.size, self.train, self.stride = int(frames), int(size), bool(train), int(stride)
-        self.crop, self.flip, self.frame_rate = crop, self.train if flip is None else bool(flip), frame_rate
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def _load(self, index: int, k: int) -> dict:
-        path, label = self.samples[k]
-        video = self._read_window(path, self.frames, self.size, rng=self._rng(index), random_start=True,
-                                  crop=self.crop, flip=self.flip, stride=self.stride, frame_rate=self.frame_rate)
-        return {"video": video, "label": label, "index": index, "path": str(path)}
-
-    def __getitem__(self, index: int) -> dict:
-        i = _check_index(index, len(self))
-        return self._first_readable(i, len(self), lambda k: self._load(i, k), lambda k: self.samples[k][0])
+        self._set_reading(frames, size, train, stride, crop, flip, frame_rate)
 
     def __repr__(self) -> str:
         return (f"VideoCSV({str(self.csv_file)!r}, root={str(self.root)!r}, {len(self)} videos, frames={self.frames}, "
