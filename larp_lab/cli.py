@@ -296,6 +296,14 @@ def _print_result(res: dict, out: str) -> None:
 # ------------------------------------------------------------------------------------------------
 
 
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cfg-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=0, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="larp-lab", description="Train, run and look inside LARP video tokenizers.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -321,11 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.add_argument("--generator", default="default")
     s.add_argument("--tokenizer", default="default")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--cfg-scale", type=float, default=1.0)
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--top-k", type=int, default=0)
-    s.add_argument("--top-p", type=float, default=1.0)
+    _sampling_args(s)
     s.add_argument("--out-fps", type=float, default=8.0)
     s.add_argument("--device", default="cpu")
     s.set_defaults(func=cmd_sample)
@@ -371,11 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default="synthetic", help="synthetic, photos, videos:DIR, folder:DIR, csv:FILE[:ROOT]")
     e.add_argument("--num-clips", type=int, default=256)
     e.add_argument("--batch-size", type=int, default=16)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--cfg-scale", type=float, default=1.0)
-    e.add_argument("--temperature", type=float, default=1.0)
-    e.add_argument("--top-k", type=int, default=0)
-    e.add_argument("--top-p", type=float, default=1.0)
+    _sampling_args(e)
     e.add_argument("--i3d", default=None, help="path to i3d_torchscript.pt for rFVD/gFVD")
     e.add_argument("--classifier", default=None, help="proxy classifier directory (proxy FVD, class accuracy)")
     e.add_argument("--lpips-vgg", default=None, help="VGG16 weights file for LPIPS")
