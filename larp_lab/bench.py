@@ -336,7 +336,7 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out: str | Path | N
     long_cfg = gcfg.replace(max_seq_len=1024, cls_token_num=1, frame_prediction=False, class_names=None,
                             num_classes=gcfg.num_classes)
     bench_sampling(report, f"generator {long_cfg.dim}w{long_cfg.n_layer}L at 1024 tokens (random)", long_cfg,
-                   [1], dev, 1024, 1 if not gpu else repeat, baseline_tokens=1024 if gpu else 256)
+                   [1], dev, 1024, 1 if not gpu else repeat, baseline_tokens=1024)
     for preset in ("llama-abs-L", "llama-abs-LP"):
         cfg = GENERATOR_PRESETS[preset]()
         if gpu:
