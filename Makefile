@@ -17,11 +17,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Until the bundled models ship, the demo runs the whole reconstruct pipeline on the example clip
-# with an UNTRAINED tiny tokenizer (random weights, clearly labelled): it proves the install works.
+# The main job: the browser app on the bundled models (checkpoints/), offline, http://127.0.0.1:7860
 demo: setup
-	HF_HUB_OFFLINE=1 $(PY) -m larp_lab reconstruct examples/bigbuckbunny_128.mp4 \
-		-o outputs/demo_reconstruction.mp4 --tokenizer untrained:tiny --side-by-side --tokens outputs/demo_tokens.json
+	HF_HUB_OFFLINE=1 $(PY) app.py
 
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q

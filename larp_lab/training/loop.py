@@ -279,8 +279,11 @@ def _save(run_dir: Path, model, opt, ema, task, step: int, rt: Runtime) -> None:
         save_state(run_dir / "checkpoints" / "last", state)
         meta = {"step": step, "run_dir": str(run_dir)}
         for d in (run_dir / "model", run_dir / "model_ema"):
-            for stale in d.glob(".*.tmp"):  # temporary files of a save that was killed
-                stale.unlink(missing_ok=True)
+            # temporary files of a save that was killed: ours (.NAME.XXXX.tmp) and the safetensors
+            # writer's own (.tmpXXXXXX, made next to its target)
+            for stale in [*d.glob(".*.tmp"), *d.glob(".tmp*")]:
+                if stale.is_file():
+                    stale.unlink(missing_ok=True)
         model.save_pretrained(run_dir / "model", metadata=meta)
         if ema is not None:  # the averaged weights (not the live ones)
             _ema_copy(model, ema).save_pretrained(run_dir / "model_ema", metadata={**meta, "ema_decay": ema.decay})
