@@ -58,3 +58,17 @@ def official_fp_dir(tmp_path_factory):
 
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().float() - b.detach().float()).abs().max().item()
+
+
+def save_micro_tokenizer(directory: Path, noise: float = 0.02, seed: int = 0) -> Path:
+    """A micro tokenizer with every parameter perturbed (the official init zeroes its output layer)."""
+    from larp_lab import LARPTokenizer
+    from larp_lab.config import TOKENIZER_PRESETS
+
+    torch.manual_seed(seed)
+    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]())
+    with torch.no_grad():
+        for p in tok.parameters():
+            p.add_(noise * torch.randn_like(p))
+    tok.save_pretrained(directory)
+    return directory

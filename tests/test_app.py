@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import REPO
+from conftest import REPO, save_micro_tokenizer
 
 from larp_lab.data.video import read_video
 
@@ -50,17 +49,7 @@ def start_app(args: list[str], env_extra: dict | None = None):
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
-    from larp_lab import LARPTokenizer
-    from larp_lab.config import TOKENIZER_PRESETS
-
-    torch.manual_seed(0)
-    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]())
-    with torch.no_grad():
-        for p in tok.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    d = tmp_path_factory.mktemp("app") / "tok"
-    tok.save_pretrained(d)
-    return d
+    return save_micro_tokenizer(tmp_path_factory.mktemp("app") / "tok", noise=0.05)
 
 
 @pytest.fixture(scope="module")

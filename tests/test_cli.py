@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, save_micro_tokenizer
 
 from larp_lab.cli import main
 from larp_lab.data.video import read_video, write_video
@@ -26,17 +26,7 @@ def run_cli(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def tok_dir(tmp_path_factory):
-    from larp_lab import LARPTokenizer
-    from larp_lab.config import TOKENIZER_PRESETS
-
-    torch.manual_seed(0)
-    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]())
-    with torch.no_grad():
-        for p in tok.parameters():
-            p.add_(0.02 * torch.randn_like(p))
-    d = tmp_path_factory.mktemp("cli") / "tok"
-    tok.save_pretrained(d)
-    return d
+    return save_micro_tokenizer(tmp_path_factory.mktemp("cli") / "tok", noise=0.02)
 
 
 def test_reconstruct_writes_a_playable_video_and_tokens(tok_dir, tmp_path, capsys):
