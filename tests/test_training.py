@@ -89,6 +89,30 @@ def test_interrupted_run_resumes_exactly(tmp_path):
     assert all(torch.equal(ea[k], eb[k]) for k in ea)
 
 
+def test_resume_brings_stale_exports_level_with_the_state(tmp_path):
+    """A run killed (perhaps repeatedly) between its training state and its exports resumes with
+    model/ and model_ema/ rewritten from the state it resumes from."""
+    from safetensors.torch import load_file
+
+    from larp_lab.training.state import load_state
+
+    cfg = tok_cfg(run={"max_steps": 8, "save_every": 2}, optim={"ema_decay": 0.9})
+    run = tmp_path / "run"
+    train_tokenizer(cfg, run, device="cpu", progress=False, stop_after=4)
+    # simulate two kills in a row after the state was written: exports two steps behind, one missing
+    conf = json.loads((run / "model/config.json").read_text())
+    conf["metadata"]["step"] = 2
+    (run / "model/config.json").write_text(json.dumps(conf))
+    (run / "model_ema/model.safetensors").unlink()
+    train_tokenizer(cfg, run, device="cpu", progress=False, resume=True, stop_after=4)  # resumes, trains nothing
+    state = load_state(run / "checkpoints/last")
+    assert state["step"] == 4
+    for name, ref in (("model", state["model"]), ("model_ema", state["ema"])):
+        assert json.loads((run / name / "config.json").read_text())["metadata"]["step"] == 4, name
+        w = load_file(str(run / name / "model.safetensors"))
+        assert all(torch.equal(w[k], ref[k]) for k in ref), name
+
+
 def test_nonfinite_loss_is_skipped_or_stops(tmp_path, monkeypatch):
     from larp_lab.training import tokenizer_task
     from larp_lab.training.loop import TrainingError

@@ -134,6 +134,9 @@ def train(
         else:  # resumed on another number of processes: deterministic, but not the old streams
             torch.manual_seed(run.seed * 1009 + rt.rank * 7919 + int(state["step"]))
         start = int(state["step"])
+        if rt.is_main:  # a kill between the state and the exports leaves these behind: bring them level
+            _export(run_dir, model, ema, start, only_stale=True)
+        rt.barrier()
     if start >= run.max_steps:
         return {"step": start, "train": {}, "eval": {}}
 
@@ -277,15 +280,39 @@ def _save(run_dir: Path, model, opt, ema, task, step: int, rt: Runtime) -> None:
         if ema is not None:
             state["ema"] = ema.state_dict()
         save_state(run_dir / "checkpoints" / "last", state)
-        meta = {"step": step, "run_dir": str(run_dir)}
-        for d in (run_dir / "model", run_dir / "model_ema"):
-            # temporary files of a save that was killed: ours (.NAME.XXXX.tmp) and the safetensors
-            # writer's own (.tmpXXXXXX, made next to its target)
-            for stale in [*d.glob(".*.tmp"), *d.glob(".tmp*")]:
-                if stale.is_file():
-                    stale.unlink(missing_ok=True)
-        model.save_pretrained(run_dir / "model", metadata=meta)
-        if ema is not None:  # the averaged weights (not the live ones)
-            _ema_copy(model, ema).save_pretrained(run_dir / "model_ema", metadata={**meta, "ema_decay": ema.decay})
+        _export(run_dir, model, ema, step)
     rt.barrier()
+
+
+def _exported_step(d: Path) -> int | None:
+    """The training step recorded in an exported model's config.json (None when absent or unreadable)."""
+    import json
+
+    try:
+        meta = json.loads((d / "config.json").read_text()).get("metadata", {})
+        return int(meta["step"]) if (d / "model.safetensors").exists() else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _export(run_dir: Path, model, ema, step: int, only_stale: bool = False) -> None:
+    """Write ``run_dir/model`` (and ``model_ema``) for ``step``, after the training state.
+
+    With ``only_stale``, rewrite only the exports whose recorded step differs from ``step`` (a run
+    killed between saving its state and its exports, perhaps several times in a row, is brought level
+    on resume; the exports always describe the state a resume starts from).
+    """
+    meta = {"step": step, "run_dir": str(run_dir)}
+    targets = [(run_dir / "model", lambda: model, meta)]
+    if ema is not None:  # the averaged weights (not the live ones)
+        targets.append((run_dir / "model_ema", lambda: _ema_copy(model, ema), {**meta, "ema_decay": ema.decay}))
+    for d, make, md in targets:
+        # temporary files of a save that was killed: ours (.NAME.XXXX.tmp) and the safetensors
+        # writer's own (.tmpXXXXXX, made next to its target)
+        for stale in [*d.glob(".*.tmp"), *d.glob(".tmp*")]:
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+        if only_stale and _exported_step(d) == step:
+            continue
+        make().save_pretrained(d, metadata=md)
 
