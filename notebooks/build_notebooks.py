@@ -822,9 +822,9 @@ for chunk in range(1, CHUNKS + 1):
 """),
     md("""
 The last panel is the share of the 64 codes used in each training batch. In a run this short it can
-fall to a handful of codes (codebook collapse): reconstruction still improves, but the tokens carry
-little information. The bundled tokenizer's config restarts dead codes every 25 steps for this reason
-(`dead_code_restart_every: 25` in `configs/tokenizer_tiny.yaml`); try it below in "What to try next".
+fall to a handful of codes (codebook collapse), so the config restarts codes unused for 25 steps
+(`dead_code_restart_every: 25`, not part of the official recipe); set it to 0 in "What to try next"
+and compare the panel.
 """),
     code("""
 print(sorted(p.name for p in RUN.iterdir()))
@@ -848,6 +848,16 @@ show_frames([v for pair in zip(x[:6], rec[:6]) for v in pair], "micro_reconstruc
 show_video(video_grid([side_by_side([a, b]) for a, b in zip(x, rec)], nrow=4), "micro_side_by_side", width=640)
 """),
     md("""
+**What you should see: flat fields of (roughly) each clip's colour, no shapes yet.** This is not a bug
+of this run: at this size and budget LARP's *holistic* query tokens sit on a plateau where the best
+the decoder can do is paint each clip's mean colour. Every query starts out attending uniformly to all
+patches, so all tokens carry the same average, and they learn *where to look* only slowly.
+`experiments/plateau.py` measures it: the same encoder and decoder blocks with *patch* tokens instead
+of holistic ones leave the flat-colour level after ~650 steps and draw blobs where the objects are,
+while the holistic version stays there (see `experiments/README.md`). The official models train for
+hundreds of thousands of steps on GPUs.
+"""),
+    md("""
 ### Compared with a fully trained tokenizer
 
 The same classes at the other model's own size (the bundled model: 64x64x16 and 256 tokens).
@@ -866,8 +876,8 @@ show_video(video_grid([side_by_side([a, b]) for a, b in zip(x_ref[:4], rec_ref[:
 ## What to try next
 
 - Train longer: raise `STEPS` (the resumed run continues exactly; `max_steps` may be extended on resume).
-- Restart dead codes: `cfg = cfg.replace(dead_code_restart_every=25)` before training (use a new run
-  directory: re-run from the config cell), and compare the codebook usage panel and the PSNR.
+- Switch off dead-code restarts: `cfg = cfg.replace(dead_code_restart_every=0)` before training (use a
+  new run directory: re-run from the config cell), and compare the codebook usage panel and the PSNR.
 - Change the config: `cfg.replace(prior_loss_weight=0.0)` trains without the prior's loss;
   `cfg.replace(model=cfg.model.replace(prior=None))` without a prior at all (see notebook 06).
 - The command line does the same: `larp-lab train-tokenizer --config configs/tokenizer_micro.yaml --out runs/tok_micro`
