@@ -58,14 +58,12 @@ def build(tokens: int, seed: int):
 
 def tokens_of(model, video: torch.Tensor, variant: str) -> torch.Tensor:
     """(B, 3, T, H, W) -> the L2-normalised bottleneck codes handed to the decoder, (B, n, 16)."""
+    if variant == "holistic":  # the tokenizer's own encoder; its codes just before the VQ lookup
+        return model.encode(video, sample=False).normalized  # (B, N, 16)
     enc_grid, _ = model.grids(model.check_video(video))
     p = model.x_embedder(video)  # (B, P, D)
     p = p + model._table("enc", enc_grid, p)
-    if variant == "holistic":
-        q = model.encoder_latent_query_embed.unsqueeze(0).expand(video.shape[0], -1, -1)
-        h = model.encoder(torch.cat([p, q], dim=1), keep_last=model.config.num_tokens)  # (B, N, D)
-    else:
-        h = model.encoder(p, keep_last=p.shape[1])  # (B, P, D)
+    h = model.encoder(p, keep_last=p.shape[1])  # (B, P, D): the patch outputs, no queries
     return F.normalize(model.bottleneck.in_linear(h), dim=-1)
 
 

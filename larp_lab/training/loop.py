@@ -286,8 +286,6 @@ def _save(run_dir: Path, model, opt, ema, task, step: int, rt: Runtime) -> None:
 
 def _exported_step(d: Path) -> int | None:
     """The training step recorded in an exported model's config.json (None when absent or unreadable)."""
-    import json
-
     try:
         meta = json.loads((d / "config.json").read_text()).get("metadata", {})
         return int(meta["step"]) if (d / "model.safetensors").exists() else None
