@@ -152,7 +152,7 @@ def generator_train_flops(cfg: GeneratorConfig, batch: int) -> float:
 
     with torch.device("meta"):
         n_params = sum(p.numel() for p in LARPGenerator(cfg).parameters())
-    L = cfg.cls_token_num + cfg.max_seq_len - 1
+    L = cfg.cls_token_num + cfg.num_tokens - 1
     attn = 2 * 2 * cfg.n_layer * L * L * cfg.dim / 2  # causal
     return 3 * batch * (2 * n_params * L + attn)
 
@@ -203,20 +203,20 @@ def bench_sampling(report: Report, name: str, cfg: GeneratorConfig, batches: lis
 
     torch.manual_seed(0)
     gen = model if model is not None else _perturbed(LARPGenerator(cfg, device=device))
-    n = min(num_tokens, gen.config.max_seq_len)
+    n = min(num_tokens, gen.config.num_tokens)
     nb = min(baseline_tokens or n, n)
     for B in batches:
         for cfg_scale in (1.0, 1.5):
             if gen.config.frame_prediction and cfg_scale != 1.0:
                 continue
             if gen.config.frame_prediction:
-                cond = torch.randint(0, gen.config.vocab_size, (B, gen.config.max_seq_len), device=device)
+                cond = torch.randint(0, gen.config.vocab_size, (B, gen.config.num_tokens), device=device)
             else:
                 cond = torch.arange(B, device=device) % gen.config.num_classes
             g = torch.Generator(device=device).manual_seed(0)
 
             def run(use_cache: bool, tokens: int) -> None:
-                gen.sample(cond, cfg_scale=cfg_scale, num_tokens=tokens, use_cache=use_cache, generator=g)
+                gen.sample(cond, cfg_scale=cfg_scale, length=tokens, use_cache=use_cache, generator=g)
 
             t = timeit(lambda: run(True, n), device, repeat)
             tb = timeit(lambda: run(False, nb), device, max(1, repeat // 2))
@@ -261,7 +261,7 @@ def bench_train_step(report: Report, device: torch.device, repeat: int, peak_flo
     gen = LARPGenerator(gen_cfg, device=device).train()
     opt = torch.optim.AdamW(gen.parameters(), lr=1e-4)
     gmodel = torch.compile(gen) if compile_ else gen
-    z = torch.randint(0, gen_cfg.vocab_size, (gen_batch, gen_cfg.max_seq_len), device=device)
+    z = torch.randint(0, gen_cfg.vocab_size, (gen_batch, gen_cfg.num_tokens), device=device)
     y = torch.randint(0, gen_cfg.num_classes, (gen_batch,), device=device)
 
     def gen_step() -> None:
@@ -331,9 +331,9 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out: str | Path | N
         gen_model = load_default_generator(dev)
     gcfg = gen_model.config if gen_model is not None else GENERATOR_PRESETS["tiny"]()
     bench_sampling(report, "bundled generator" if gen_model is not None else "tiny generator (random)", gcfg,
-                   [1, 32], dev, gcfg.max_seq_len, repeat, model=gen_model)
+                   [1, 32], dev, gcfg.num_tokens, repeat, model=gen_model)
     # the KV-cache target is stated at 1024 tokens: a small generator over 1024 tokens on any device
-    long_cfg = gcfg.replace(max_seq_len=1024, cls_token_num=1, frame_prediction=False, class_names=None,
+    long_cfg = gcfg.replace(num_tokens=1024, cls_token_num=1, frame_prediction=False, class_names=None,
                             num_classes=gcfg.num_classes)
     bench_sampling(report, f"generator {long_cfg.dim}w{long_cfg.n_layer}L at 1024 tokens (random)", long_cfg,
                    [1], dev, 1024, 1 if not gpu else repeat, baseline_tokens=1024)

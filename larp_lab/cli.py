@@ -119,9 +119,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if gen.config.frame_prediction:
         raise CLIError("this is a frame-prediction generator; `sample` needs a class-conditional one")
     tok = resolve_tokenizer(args.tokenizer, dev)
-    if tok.config.num_tokens != gen.config.max_seq_len or tok.config.codebook_size != gen.config.vocab_size:
+    if tok.config.num_tokens != gen.config.num_tokens or tok.config.codebook_size != gen.config.vocab_size:
         raise CLIError(
-            f"generator ({gen.config.max_seq_len} tokens over {gen.config.vocab_size} codes) does not match the "
+            f"generator ({gen.config.num_tokens} tokens over {gen.config.vocab_size} codes) does not match the "
             f"tokenizer ({tok.config.num_tokens} tokens over {tok.config.codebook_size} codes)"
         )
     if not 1 <= args.num <= 256:

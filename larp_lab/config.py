@@ -57,6 +57,9 @@ class ConfigError(ValueError):
 class _ConfigBase:
     """Shared JSON round trip for the config dataclasses."""
 
+    #: old key -> new key, accepted by :meth:`from_dict` (config.json files written before a rename)
+    _renamed_keys: typing.ClassVar[dict[str, str]] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[arg-type]
 
@@ -67,6 +70,7 @@ class _ConfigBase:
     def from_dict(cls, data: dict[str, Any]):
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        data = {cls._renamed_keys.get(k, k): v for k, v in data.items()}  # files written before a rename
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -177,15 +181,16 @@ def _check_params(owner: str, n: int) -> None:
 class PriorConfig(_ConfigBase):
     """The training-time AR prior over continuous 16-d latents and its scheduled-sampling loss.
 
-    Sizes follow the official GPTC registry (see ``PRIOR_PRESETS``). ``max_seq_len`` is the length
-    of the learned ``pos_emb`` table; the official default of 1024 is kept independent of the token
-    count (decision, official_layout.md section 4 item 12: a prior is usable for any N <= max_seq_len + 1).
+    Sizes follow the official GPTC registry (see ``PRIOR_PRESETS``). ``max_positions`` (the official
+    ``max_seq_len``) is the length of the learned ``pos_emb`` table; the official default of 1024 is kept independent of the token
+    count (decision, official_layout.md section 4 item 12: a prior is usable for any N <= max_positions + 1).
     """
 
     n_layer: int = 12
     n_head: int = 6
     n_embd: int = 384
-    max_seq_len: int = 1024
+    max_positions: int = 1024
+    _renamed_keys: typing.ClassVar[dict[str, str]] = {"max_seq_len": "max_positions"}
     embd_pdrop: float = 0.1
     resid_pdrop: float = 0.1
     attn_pdrop: float = 0.1
@@ -206,7 +211,7 @@ class PriorConfig(_ConfigBase):
         _check_range(o, "n_layer", self.n_layer, 1, 256)
         _check_range(o, "n_head", self.n_head, 1, 256)
         _check_range(o, "n_embd", self.n_embd, 1, 65536)
-        _check_range(o, "max_seq_len", self.max_seq_len, 1, 1 << 20)
+        _check_range(o, "max_positions", self.max_positions, 1, 1 << 20)
         _check_range(o, "n_rounds", self.n_rounds, 1, 16)
         for p in ("embd_pdrop", "resid_pdrop", "attn_pdrop", "mix_ss_max_ratio"):
             _check_range(o, p, getattr(self, p), 0.0, 1.0)
@@ -219,7 +224,7 @@ class PriorConfig(_ConfigBase):
     def num_parameters_estimate(self, latent_dim: int) -> int:
         d = self.n_embd
         per_layer = 12 * d * d + 13 * d
-        return self.n_layer * per_layer + self.max_seq_len * d + 2 * latent_dim * d + 3 * d + latent_dim
+        return self.n_layer * per_layer + self.max_positions * d + 2 * latent_dim * d + 3 * d + latent_dim
 
     def without_dropout(self) -> PriorConfig:
         return self.replace(embd_pdrop=0.0, resid_pdrop=0.0, attn_pdrop=0.0)
@@ -358,9 +363,9 @@ class TokenizerConfig(_ConfigBase):
                 )
         if self.prior is not None:
             self.prior.validate()
-            if self.num_tokens - 1 > self.prior.max_seq_len:
+            if self.num_tokens - 1 > self.prior.max_positions:
                 raise ConfigError(
-                    f"{o}: the prior's position table holds {self.prior.max_seq_len} positions but "
+                    f"{o}: the prior's position table holds {self.prior.max_positions} positions but "
                     f"{self.num_tokens - 1} are needed for {self.num_tokens} tokens"
                 )
         _check_params(o, self.num_parameters_estimate())
@@ -454,10 +459,10 @@ class GeneratorConfig(_ConfigBase):
     """The Llama-style AR generator (the official ``LARP_AR`` / ``ModelArgs``).
 
     Field names follow the official ``ModelArgs`` so that official ``config.json`` files map one to
-    one. ``max_seq_len`` is the number of generated tokens (the tokenizer's N) and ``vocab_size`` the
+    one. ``num_tokens`` is the number of generated tokens (the tokenizer's N) and ``vocab_size`` the
     tokenizer's codebook size. In frame-prediction mode the condition is the tokenizer's N tokens of
     the conditioning clip followed by a separator token (id ``vocab_size``), so
-    ``cls_token_num = max_seq_len + 1``.
+    ``cls_token_num = num_tokens + 1``.
     """
 
     dim: int = 1280
@@ -477,7 +482,8 @@ class GeneratorConfig(_ConfigBase):
     class_dropout_prob: float = 0.1
     vocab_size: int = 8192
     cls_token_num: int = 1
-    max_seq_len: int = 1024
+    num_tokens: int = 1024
+    _renamed_keys: typing.ClassVar[dict[str, str]] = {"max_seq_len": "num_tokens"}
     use_fixed_pe: bool = False
     frame_prediction: bool = False
     #: optional human-readable class names (index -> name); not part of the official format
@@ -501,7 +507,7 @@ class GeneratorConfig(_ConfigBase):
     @property
     def pe_len(self) -> int:
         """Length of the absolute position table: condition positions + generated tokens - 1."""
-        return self.max_seq_len + self.cls_token_num - 1
+        return self.num_tokens + self.cls_token_num - 1
 
     @property
     def separator_token(self) -> int:
@@ -518,7 +524,7 @@ class GeneratorConfig(_ConfigBase):
             ("num_classes", 1 << 24),
             ("vocab_size", 1 << 24),
             ("cls_token_num", 1 << 20),
-            ("max_seq_len", 1 << 20),
+            ("num_tokens", 1 << 20),
         ):
             _check_range(o, name, getattr(self, name), 1, hi)
         for p in ("token_dropout_p", "attn_dropout_p", "resid_dropout_p", "ffn_dropout_p", "class_dropout_prob"):
@@ -532,9 +538,9 @@ class GeneratorConfig(_ConfigBase):
                 raise ConfigError(f"{o}: n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.ffn_dim_multiplier is not None:
             _check_range(o, "ffn_dim_multiplier", self.ffn_dim_multiplier, 1e-3, 1e3)
-        if self.frame_prediction and self.cls_token_num != self.max_seq_len + 1:
+        if self.frame_prediction and self.cls_token_num != self.num_tokens + 1:
             raise ConfigError(
-                f"{o}: frame prediction needs cls_token_num = max_seq_len + 1 = {self.max_seq_len + 1} "
+                f"{o}: frame prediction needs cls_token_num = num_tokens + 1 = {self.num_tokens + 1} "
                 f"(N conditioning tokens + separator), got {self.cls_token_num}"
             )
         if not self.frame_prediction and self.cls_token_num != 1:
@@ -572,14 +578,14 @@ GENERATOR_PRESETS: dict[str, typing.Callable[[], GeneratorConfig]] = {
     "llama-abs-XXL": lambda: _llama_abs(48, 24, 1536),
     "llama-abs-XXXL": lambda: _llama_abs(48, 40, 2560),
     "llama-abs-LP-fp": lambda: _llama_abs(30, 20, 1280, frame_prediction=True, cls_token_num=1025),
-    "tiny": lambda: _llama_abs(6, 4, 256, vocab_size=1024, max_seq_len=256, num_classes=10, multiple_of=64),
+    "tiny": lambda: _llama_abs(6, 4, 256, vocab_size=1024, num_tokens=256, num_classes=10, multiple_of=64),
     "tiny-fp": lambda: _llama_abs(
-        6, 4, 256, vocab_size=1024, max_seq_len=256, num_classes=10, multiple_of=64,
+        6, 4, 256, vocab_size=1024, num_tokens=256, num_classes=10, multiple_of=64,
         frame_prediction=True, cls_token_num=257,
     ),
-    "micro": lambda: _llama_abs(2, 4, 64, vocab_size=64, max_seq_len=16, num_classes=10),
+    "micro": lambda: _llama_abs(2, 4, 64, vocab_size=64, num_tokens=16, num_classes=10),
     "micro-fp": lambda: _llama_abs(
-        2, 4, 64, vocab_size=64, max_seq_len=16, num_classes=10, frame_prediction=True, cls_token_num=17
+        2, 4, 64, vocab_size=64, num_tokens=16, num_classes=10, frame_prediction=True, cls_token_num=17
     ),
 }
 

@@ -190,7 +190,7 @@ def official_prior_config(spec: dict[str, Any] | None, prior_sizes: dict[str, An
     return base.replace(
         name=name,
         l2_normalized=bool(args.get("l2_normalized", True)),
-        max_seq_len=int(args.get("max_seq_len", base.max_seq_len)),
+        max_positions=int(args.get("max_seq_len", base.max_positions)),
         embd_pdrop=drop if drop is not None else float(args.get("embd_pdrop", 0.1)),
         resid_pdrop=drop if drop is not None else float(args.get("resid_pdrop", 0.1)),
         attn_pdrop=drop if drop is not None else float(args.get("attn_pdrop", 0.1)),

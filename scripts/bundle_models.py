@@ -225,7 +225,7 @@ what to run to replace this model (no code change needed).
     gen_card = f"""# {DEFAULT_GENERATOR}
 
 A small class-conditional Llama-style generator over the tokens of {DEFAULT_TOKENIZER}: {gc.n_layer} layers,
-width {gc.dim}, {gc.n_head} heads, {gc.max_seq_len} tokens over {gc.vocab_size} codes, {gc.num_classes} classes
+width {gc.dim}, {gc.n_head} heads, {gc.num_tokens} tokens over {gc.vocab_size} codes, {gc.num_classes} classes
 (the synthetic dataset: {', '.join(CLASS_NAMES)}) plus a null class for classifier-free guidance;
 {gen.num_parameters() / 1e6:.2f}M parameters. Stored in fp16, loaded as fp32.
 
@@ -252,7 +252,7 @@ below that. Target: class accuracy >= 90% at a documented CFG scale
     pred_card = f"""# {DEFAULT_FRAME_PREDICTOR}
 
 A small frame-prediction generator: conditioned on the tokens of the first {pm['cond_frames']} frames of a clip (the
-last one repeated to {tok.config.frame_num} frames) plus a separator token, it generates the {pc.max_seq_len} tokens of
+last one repeated to {tok.config.frame_num} frames) plus a separator token, it generates the {pc.num_tokens} tokens of
 the whole clip. {pc.n_layer} layers, width {pc.dim}; {pred.num_parameters() / 1e6:.2f}M parameters.
 
 ## Data and licence

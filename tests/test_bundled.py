@@ -51,7 +51,7 @@ def test_bundled_tokenizer_reconstructs_the_real_clip():
 def test_bundled_generators_sample():
     tok = load_default_tokenizer()
     gen = load_default_generator()
-    assert gen.config.max_seq_len == 256 and gen.config.vocab_size == tok.config.codebook_size
+    assert gen.config.num_tokens == 256 and gen.config.vocab_size == tok.config.codebook_size
     assert gen.config.class_names is not None and len(gen.config.class_names) == gen.config.num_classes
     idx = gen.sample(torch.tensor([0, 5]), cfg_scale=1.5, generator=torch.Generator().manual_seed(0))
     assert idx.shape == (2, 256) and tok.decode_indices(idx).shape == (2, 3, 16, 64, 64)

@@ -12,7 +12,7 @@ from larp_lab.models.generator import sample_from_logits, top_k_top_p_filter
 
 
 def make(seed=0, **kw) -> LARPGenerator:
-    base = dict(dim=64, n_layer=2, n_head=4, vocab_size=64, max_seq_len=16, num_classes=5)
+    base = dict(dim=64, n_layer=2, n_head=4, vocab_size=64, num_tokens=16, num_classes=5)
     base.update(kw)
     torch.manual_seed(seed)
     gen = LARPGenerator(GeneratorConfig(**base))
@@ -116,12 +116,12 @@ def test_cfg_interval_switches_guidance_off(gen):
 
 def test_sampling_arguments_are_checked(gen):
     with pytest.raises(ValueError):
-        gen.sample(torch.tensor([0]), num_tokens=17)
+        gen.sample(torch.tensor([0]), length=17)
     with pytest.raises(ValueError):
         gen.sample(torch.tensor([0]), temperature=float("nan"))
     with pytest.raises(TypeError):
         gen.sample(torch.tensor([0.5]))
-    assert gen.sample(3, num_tokens=5).shape == (1, 5)
+    assert gen.sample(3, length=5).shape == (1, 5)
     assert torch.equal(gen.sample([1, 2], temperature=0), gen.sample([1, 2], greedy=True))
 
 

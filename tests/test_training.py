@@ -186,7 +186,7 @@ def test_generator_training_and_frame_prediction(tmp_path):
     from larp_lab.data.synthetic import CLASS_NAMES
 
     gen = LARPGenerator.from_pretrained(tmp_path / "gen" / "model")
-    assert gen.config.class_names == tuple(CLASS_NAMES) and gen.config.max_seq_len == 16
+    assert gen.config.class_names == tuple(CLASS_NAMES) and gen.config.num_tokens == 16
     assert (tmp_path / "gen/token_cache/tokens.safetensors").exists()
     fp = dict(base, model="micro-fp", cond_frames=3)
     res = train_generator(train_config_from_dict(fp, "generator"), tmp_path / "fp", tokenizer=str(tok_run / "model"),

@@ -63,8 +63,8 @@ def complete_with_generator(
     from .token_order import complete_prefix
 
     B, N = _check(indices, k)
-    if N != gen.config.max_seq_len:
-        raise ValueError(f"the generator models {gen.config.max_seq_len} tokens, got sequences of {N}")
+    if N != gen.config.num_tokens:
+        raise ValueError(f"the generator models {gen.config.num_tokens} tokens, got sequences of {N}")
     if cond is None:
         if gen.config.frame_prediction:
             raise ValueError("a frame-prediction generator needs its conditioning tokens")

@@ -241,10 +241,10 @@ def complete_prefix(
     """
     c = gen.config
     prefix = torch.as_tensor(prefix).long().to(gen.device)
-    if prefix.ndim != 2 or prefix.shape[1] > c.max_seq_len:
-        raise ValueError(f"prefix must be (B, k) with k <= {c.max_seq_len}; got {tuple(prefix.shape)}")
+    if prefix.ndim != 2 or prefix.shape[1] > c.num_tokens:
+        raise ValueError(f"prefix must be (B, k) with k <= {c.num_tokens}; got {tuple(prefix.shape)}")
     B, k = prefix.shape
-    N = c.max_seq_len
+    N = c.num_tokens
     cond = gen.prepare_condition(cond)
     if cond.shape[0] != B:
         raise ValueError(f"{cond.shape[0]} conditions for {B} prefixes")
@@ -373,9 +373,9 @@ def prefix_reconstruction_curve(
         elif mode == "generator":
             if gen is None:
                 raise ValueError("mode='generator' needs gen=")
-            if gen.config.vocab_size != tok.config.codebook_size or gen.config.max_seq_len != N:
+            if gen.config.vocab_size != tok.config.codebook_size or gen.config.num_tokens != N:
                 raise ValueError(
-                    f"generator (vocab {gen.config.vocab_size}, {gen.config.max_seq_len} tokens) does not match "
+                    f"generator (vocab {gen.config.vocab_size}, {gen.config.num_tokens} tokens) does not match "
                     f"the tokenizer ({tok.config.codebook_size} codes, {N} tokens)"
                 )
             if cond is None and not gen.config.frame_prediction:

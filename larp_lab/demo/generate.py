@@ -36,9 +36,9 @@ def class_index(gen, name_or_id: str | int) -> int:
 
 
 def check_compatible(tok, gen) -> None:
-    if tok.config.num_tokens != gen.config.max_seq_len or tok.config.codebook_size != gen.config.vocab_size:
+    if tok.config.num_tokens != gen.config.num_tokens or tok.config.codebook_size != gen.config.vocab_size:
         raise ValueError(
-            f"the generator ({gen.config.max_seq_len} tokens over {gen.config.vocab_size} codes) does not fit the "
+            f"the generator ({gen.config.num_tokens} tokens over {gen.config.vocab_size} codes) does not fit the "
             f"tokenizer ({tok.config.num_tokens} tokens over {tok.config.codebook_size} codes)"
         )
 

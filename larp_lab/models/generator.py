@@ -270,7 +270,7 @@ class LARPGenerator(nn.Module):
 
     @property
     def num_tokens(self) -> int:
-        return self.config.max_seq_len
+        return self.config.num_tokens
 
     # -------------------------------------------------------------------------------------------
     # conditioning
@@ -292,13 +292,13 @@ class LARPGenerator(nn.Module):
                 raise ValueError(f"class labels must be < {c.num_classes} (or {c.num_classes} = null); got {int(cond.max())}")
             return cond
         if cond.ndim != 2:
-            raise ValueError(f"frame prediction needs conditioning tokens of shape (B, {c.max_seq_len}); got {tuple(cond.shape)}")
-        if cond.shape[1] == c.max_seq_len:
+            raise ValueError(f"frame prediction needs conditioning tokens of shape (B, {c.num_tokens}); got {tuple(cond.shape)}")
+        if cond.shape[1] == c.num_tokens:
             sep = torch.full((cond.shape[0], 1), c.separator_token, dtype=torch.long, device=cond.device)
             cond = torch.cat([cond, sep], dim=1)
         if cond.shape[1] != c.cls_token_num:
             raise ValueError(
-                f"frame prediction needs (B, {c.max_seq_len}) conditioning tokens (or {c.cls_token_num} with the "
+                f"frame prediction needs (B, {c.num_tokens}) conditioning tokens (or {c.cls_token_num} with the "
                 f"separator); got {tuple(cond.shape)}"
             )
         if int(cond[:, :-1].min()) < 0 or int(cond[:, :-1].max()) >= c.vocab_size:
@@ -335,8 +335,8 @@ class LARPGenerator(nn.Module):
             ``tokens[:, :i]`` (the last token is never fed).
         """
         c = self.config
-        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= c.max_seq_len:
-            raise ValueError(f"tokens must have shape (B, L) with 1 <= L <= {c.max_seq_len}; got {tuple(tokens.shape)}")
+        if tokens.ndim != 2 or not 1 <= tokens.shape[1] <= c.num_tokens:
+            raise ValueError(f"tokens must have shape (B, L) with 1 <= L <= {c.num_tokens}; got {tuple(tokens.shape)}")
         cond = self.prepare_condition(cond)
         cond_h = self._embed_condition(cond)  # (B, C, D)
         tok_h = self.tok_embeddings(tokens[:, :-1].long())  # (B, L-1, D)
@@ -361,7 +361,7 @@ class LARPGenerator(nn.Module):
     def new_cache(self, batch: int, dtype: torch.dtype | None = None) -> KVCache:
         c = self.config
         return KVCache(
-            c.n_layer, batch, c.kv_heads, c.cls_token_num + c.max_seq_len, c.head_dim,
+            c.n_layer, batch, c.kv_heads, c.cls_token_num + c.num_tokens, c.head_dim,
             self.device, dtype or self.output.weight.dtype,
         )
 
@@ -385,7 +385,7 @@ class LARPGenerator(nn.Module):
         *,
         cfg_interval: int = -1,
         greedy: bool = False,
-        num_tokens: int | None = None,
+        length: int | None = None,
         use_cache: bool = True,
         progress: bool = False,
     ) -> Tensor:
@@ -397,18 +397,18 @@ class LARPGenerator(nn.Module):
             temperature, top_k, top_p: sampling controls (applied after CFG); ``greedy`` = argmax.
             generator: a seeded ``torch.Generator`` for reproducible samples (else the global RNG).
             cfg_interval: decode step after which CFG stops (-1 = never stops).
-            num_tokens: generate fewer than N tokens (default N).
+            length: generate only the first ``length`` of the N tokens (default N).
             use_cache: False runs the full sequence at every step (the slow reference path).
         Returns:
-            int64 (B, num_tokens).
+            int64 (B, length).
         """
         c = self.config
         cond = self.prepare_condition(cond)
         if cond.ndim == 1 and cond.numel() == 0:
             raise ValueError("empty condition")
-        n = c.max_seq_len if num_tokens is None else int(num_tokens)
-        if not 1 <= n <= c.max_seq_len:
-            raise ValueError(f"num_tokens must be in [1, {c.max_seq_len}]")
+        n = c.num_tokens if length is None else int(length)
+        if not 1 <= n <= c.num_tokens:
+            raise ValueError(f"length must be in [1, {c.num_tokens}]")
         use_cfg = cfg_scale != 1.0
         if use_cfg and c.frame_prediction:
             raise ValueError("classifier-free guidance is not available for frame prediction (cfg_scale must be 1)")

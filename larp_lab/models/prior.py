@@ -99,7 +99,7 @@ class LARPPrior(nn.Module):
         super().__init__()
         self.config = cfg
         d = cfg.n_embd
-        self.pos_emb = nn.Parameter(torch.randn(1, cfg.max_seq_len, d) * 0.02)
+        self.pos_emb = nn.Parameter(torch.randn(1, cfg.max_positions, d) * 0.02)
         self.input_proj = nn.Linear(latent_dim, d)
         self.drop = nn.Dropout(cfg.embd_pdrop)
         self.blocks = nn.ModuleList([PriorBlock(cfg) for _ in range(cfg.n_layer)])

@@ -86,11 +86,11 @@ class GeneratorTask:
         self.cfg, self.device, self.progress = cfg, device, progress
         self.tokenizer = tokenizer.to(device).eval()
         m = cfg.model
-        if m.max_seq_len != tokenizer.config.num_tokens or m.vocab_size != tokenizer.config.codebook_size:
+        if m.num_tokens != tokenizer.config.num_tokens or m.vocab_size != tokenizer.config.codebook_size:
             raise ValueError(
-                f"generator config ({m.max_seq_len} tokens over {m.vocab_size} codes) does not match the tokenizer "
+                f"generator config ({m.num_tokens} tokens over {m.vocab_size} codes) does not match the tokenizer "
                 f"({tokenizer.config.num_tokens} tokens over {tokenizer.config.codebook_size} codes); set "
-                "model_overrides max_seq_len/vocab_size"
+                "model_overrides num_tokens/vocab_size"
             )
         if (cfg.data.frames, cfg.data.size) != (tokenizer.config.frame_num, tokenizer.config.input_size):
             raise ValueError("data frames/size must equal the tokenizer's frame_num/input_size")

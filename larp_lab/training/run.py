@@ -26,7 +26,7 @@ def fit_generator_to_tokenizer(cfg: GeneratorTrainConfig, tok) -> GeneratorTrain
     n, k = tok.config.num_tokens, tok.config.codebook_size
     m = cfg.model
     names = dataset_class_names(cfg.data)
-    changes: dict[str, Any] = {"max_seq_len": n, "vocab_size": k, "cls_token_num": n + 1 if m.frame_prediction else 1}
+    changes: dict[str, Any] = {"num_tokens": n, "vocab_size": k, "cls_token_num": n + 1 if m.frame_prediction else 1}
     if names is not None and not m.frame_prediction:
         changes.update(num_classes=len(names), class_names=tuple(names))
     return cfg.replace(model=m.replace(**changes))
