@@ -2,14 +2,15 @@
 and look inside LARP's tokens.
 
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--tokenizer NAME|DIR|REPO_ID]
-                  [--generator ...] [--predictor ...] [--device cpu]
+                  [--generator ...] [--predictor ...] [--device cpu] [--checkpoints DIR]
 
 Models: bundled names (checkpoints/), checkpoint directories, official Hub repo ids (e.g.
 hywang66/LARP-L-long-tokenizer, -AR, -AR-FP) or untrained:<preset>. API endpoints:
 ``/reconstruct`` (a video file in; the reconstruction MP4 and metrics out) and ``/generate``
 (class, CFG scale, temperature, top-k, top-p, seed in; an MP4 out).
 
-This file is the UI only: the handlers live in ``larp_lab.demo``, the figures in ``larp_lab.viz``.
+This file is the UI layout and wiring only: the handlers live in ``larp_lab.app`` (calling
+``larp_lab.pipelines``), the figures in ``larp_lab.viz``.
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ if __name__ == "__main__" and "GRADIO_TEMP_DIR" not in os.environ:
 
 import gradio as gr  # noqa: E402
 
+from larp_lab import __version__  # noqa: E402
+from larp_lab.app import figures, handlers  # noqa: E402
+from larp_lab.app.cache import ModelCache, default_choices, label  # noqa: E402
 from larp_lab.data.video import VideoError  # noqa: E402
-from larp_lab.demo import explore, handlers  # noqa: E402
-from larp_lab.demo.models import ModelHub, default_choices, label  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 MAX_UPLOAD = "200mb"
+VIDEO_H = 300  #: px: video boxes keep this height whatever the clip's size (a 64x64 clip would fill the width)
+MENU_W = 260  #: px: the model menus take a line each on a phone rather than being squeezed side by side
+#: the samples gallery: no empty band under one row of samples; two columns on a phone (four do not fit)
+CSS = """
+#gallery .fixed-height { min-height: 0; }
+@media (max-width: 600px) { #gallery .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)); } }
+"""
 
 
 def _guard(fn):
@@ -62,25 +71,29 @@ def example_clips() -> list[str]:
     return [str(p) for p in sorted(EXAMPLES.glob("*.mp4"))]
 
 
-def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspace) -> gr.Blocks:
+def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Workspace) -> gr.Blocks:
     if not choices["tokenizer"]:
         raise ValueError("no tokenizer: pass --tokenizer (a directory, a Hub repo id or untrained:<preset>)")
-    tok0 = hub.tokenizer(choices["tokenizer"][0])  # fail fast, and warm up
-    explore.warm_up(tok0)  # the codebook UMAP for the Explore tab, in the background
+    tok0 = models.tokenizer(choices["tokenizer"][0])  # fail fast, and warm up
+    figures.warm_up(tok0)  # the codebook UMAP for the Explore tab, in the background
     gen_names, pred_names = choices["generator"], choices["predictor"]
     class_names: list[str] = []
     if gen_names:
-        g = hub.generator(gen_names[0])
+        g = models.generator(gen_names[0])
         class_names = list(g.config.class_names or [str(i) for i in range(g.config.num_classes)])
     cfg = tok0.config
 
+    def saw(used: str) -> str:
+        return f"**The model saw:** {used}"
+
     # -------------------------------------------------------------------------------- handlers
     @_guard
-    def on_reconstruct(tok_name, gen_name, path):
-        r = handlers.reconstruct(hub, ws, tok_name, path)
-        figs = explore.reconstruction_figures(r)
-        state = {"indices": r["indices"].tolist(), "video": r["video"], "tokenizer": tok_name}
-        return (str(r["side_by_side"]), r["metrics"], figs["psnr"], figs["tokens"],
+    def on_reconstruct(tok_name, gen_name, path, start):
+        r = handlers.reconstruct(models, ws, tok_name, path, start)
+        res = r["result"]
+        figs = figures.reconstruction_figures(res)
+        state = {"indices": res.tokens[0].tolist(), "video": res.original, "tokenizer": tok_name}
+        return (str(r["side_by_side"]), saw(r["used"]), r["metrics"], figs["psnr"], figs["tokens"],
                 [str(r["reconstruction"]), str(r["tokens_npy"]), str(r["tokens_json"])], state,
                 gr.update(maximum=len(state["indices"]), value=len(state["indices"])))
 
@@ -88,84 +101,121 @@ def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspa
     def on_prefix(tok_name, gen_name, state, k, method):
         if not state:
             raise ValueError("Reconstruct a clip first.")
-        r = handlers.reconstruct_from_prefix(hub, ws, tok_name, gen_name, state["indices"], state["video"], k, method)
+        r = handlers.reconstruct_from_prefix(models, ws, tok_name, gen_name, state["indices"], state["video"], k,
+                                             method)
         return str(r["video"]), r["metrics"]
 
     @_guard
     def api_reconstruct(video):
         """Reconstruct a clip: returns the reconstruction (MP4) and metrics."""
-        r = handlers.reconstruct(hub, ws, choices["tokenizer"][0], video)
-        return str(r["reconstruction"]), {**r["metrics"], "per_frame_psnr_db": [round(v, 3) for v in r["per_frame_psnr"]],
-                                           "tokens": r["indices"].tolist()}
+        r = handlers.reconstruct(models, ws, choices["tokenizer"][0], video)
+        res = r["result"]
+        return str(r["reconstruction"]), {**r["metrics"],
+                                           "per_frame_psnr_db": [round(v, 3) for v in res.metrics["per_frame_psnr_db"]],
+                                           "tokens": res.tokens[0].tolist(), "used": r["used"]}
 
     @_guard
     def on_generate(tok_name, gen_name, class_name, n, cfg_scale, temperature, top_k, top_p, seed):
         if not gen_name:
             raise ValueError("No generator is loaded (pass --generator).")
-        r = handlers.generate(hub, ws, tok_name, gen_name, class_name, n, cfg_scale, temperature, top_k, top_p, seed)
-        gallery = [(str(s.path), f"{r['info']['class']} #{i}: {s.mean_nll:.2f} nats/token")
-                   for i, s in enumerate(r["samples"])]
-        return gallery, explore.likelihood_figure(r["samples"]), r["info"]
+        r = handlers.generate(models, ws, tok_name, gen_name, class_name, n, cfg_scale, temperature, top_k, top_p,
+                              seed)
+        gallery = [(str(p), f"{r['info']['class']} #{i}: {nll:.2f} nats/token")
+                   for i, (p, nll) in enumerate(zip(r["paths"], r["info"]["mean_nll_per_token"]))]
+        return gallery, figures.likelihood_figure(r["result"].log_likelihood), r["info"]
 
     @_guard
     def api_generate(class_name, cfg_scale, temperature, top_k, top_p, seed):
         """Generate one clip of a class: returns an MP4."""
         if not gen_names:
             raise ValueError("No generator is loaded (pass --generator).")
-        r = handlers.generate(hub, ws, choices["tokenizer"][0], gen_names[0], class_name, 1, cfg_scale, temperature,
-                              top_k, top_p, seed)
-        return str(r["samples"][0].path)
+        r = handlers.generate(models, ws, choices["tokenizer"][0], gen_names[0], class_name, 1, cfg_scale,
+                              temperature, top_k, top_p, seed)
+        return str(r["paths"][0])
 
     @_guard
-    def on_predict(tok_name, pred_name, path, cond_frames, seed):
+    def on_predict(tok_name, pred_name, path, start, cond_frames, seed):
         if not pred_name:
             raise ValueError("No frame-prediction model is loaded (pass --predictor).")
-        r = handlers.predict(hub, ws, tok_name, pred_name, path, cond_frames, seed)
-        return str(r["video"]), r["metrics"], explore.per_frame_figure(r["per_frame_psnr"], int(cond_frames))
+        r = handlers.predict(models, ws, tok_name, pred_name, path, cond_frames, seed, start)
+        return (str(r["video"]), saw(r["used"]), r["metrics"],
+                figures.per_frame_figure(r["per_frame_psnr"], int(cond_frames)))
 
     @_guard
-    def on_explore(tok_name, path, query, layer, head):
-        r = explore.explore_clip(hub, ws, tok_name, path, int(query), int(layer), None if head == "mean" else int(head))
-        return str(r["overlay"]), r["heatmap"], r["surprisal"], r["umap"], r["info"]
+    def on_explore(tok_name, path, start, query, layer, head):
+        r = handlers.explore(models, ws, tok_name, path, int(query), int(layer),
+                             None if head == "mean" else int(head), start)
+        return str(r["overlay"]), saw(r["used"]), r["heatmap"], r["surprisal"], r["umap"], r["info"]
 
     # -------------------------------------------------------------------------------- layout
+    sees = (f"The model sees {cfg.frame_num} frames from the start time, at a {cfg.input_size}x{cfg.input_size} "
+            "centre crop (the short side resized first).")
+
+    def clip_input(label: str, elem: str, sources=("upload",)):
+        """A video input with its start-time box (elem_id ``<elem>_start``)."""
+        v = gr.Video(label=label, sources=list(sources), height=VIDEO_H, elem_id=f"{elem}_in")
+        t = gr.Number(0, minimum=0, label="Start at (seconds into the clip)", elem_id=f"{elem}_start")
+        return v, t
+
+    def result_video(label: str, elem: str):
+        """A result video and the line saying what the model saw (elem_id ``<elem>_used``)."""
+        v = gr.Video(label=label, autoplay=True, loop=True, height=VIDEO_H, elem_id=f"{elem}_out")
+        used = gr.Markdown(sees, elem_id=f"{elem}_used")
+        return v, used
+
+    def figure(label: str, component, **kw):
+        """A figure under a caption of its own (Gradio's floating label would hide the figure's title)."""
+        gr.Markdown(f"**{label}**", elem_classes=["fig-caption"])
+        return component(show_label=False, **kw)
+
     with gr.Blocks(title="larp_lab: LARP video tokenizer", delete_cache=(900, 1800)) as demo:
         gr.Markdown(
             "# larp_lab: look inside LARP\n"
             f"Tokenizer **{label(choices['tokenizer'][0])}**: {cfg.frame_num} frames of {cfg.input_size}x"
-            f"{cfg.input_size} -> **{cfg.num_tokens} holistic tokens** from a codebook of {cfg.codebook_size}."
+            f"{cfg.input_size} -> **{cfg.num_tokens} holistic tokens** from a codebook of {cfg.codebook_size}. "
+            "Uploads: the model sees only its frames from the start time you give, at a centre crop; each "
+            "result says what it saw."
         )
         with gr.Row():
-            tok_dd = gr.Dropdown(choices["tokenizer"], value=choices["tokenizer"][0], label="Tokenizer")
-            gen_dd = gr.Dropdown(gen_names, value=gen_names[0] if gen_names else None, label="Generator")
-            pred_dd = gr.Dropdown(pred_names, value=pred_names[0] if pred_names else None, label="Frame predictor")
+            tok_dd = gr.Dropdown(choices["tokenizer"], value=choices["tokenizer"][0], label="Tokenizer",
+                                 min_width=MENU_W)
+            gen_dd = gr.Dropdown(gen_names, value=gen_names[0] if gen_names else None, label="Generator",
+                                 min_width=MENU_W)
+            pred_dd = gr.Dropdown(pred_names, value=pred_names[0] if pred_names else None, label="Frame predictor",
+                                  min_width=MENU_W)
         state = gr.State(None)
         with gr.Tab("Reconstruct"):
             with gr.Row():
-                inp = gr.Video(label="Clip (upload, webcam or example)", sources=["upload", "webcam"])
-                both = gr.Video(label="Original | reconstruction", autoplay=True, loop=True, elem_id="rec_out")
+                with gr.Column():
+                    inp, start = clip_input("Clip (upload, webcam or example)", "rec", ("upload", "webcam"))
+                with gr.Column():
+                    both, used = result_video("Original | reconstruction", "rec")
             go = gr.Button("Reconstruct", variant="primary", elem_id="rec_btn")
             gr.Examples(example_clips(), inputs=[inp], label="Example (Big Buck Bunny, CC-BY 3.0 Blender Foundation)")
             with gr.Row():
                 metrics = gr.JSON(label="Metrics")
-                psnr_plot = gr.Image(label="PSNR per frame", type="numpy")
-            tokens_plot = gr.Image(label="The clip's token ids (in order)", type="numpy")
+                with gr.Column():
+                    psnr_plot = figure("PSNR per frame", gr.Image, type="numpy", elem_id="rec_psnr")
+            tokens_plot = figure("The clip's token ids, in order (hover a cell for its id)", gr.Plot,
+                                 elem_id="rec_tokens")
             files = gr.File(label="Downloads: reconstruction (MP4), tokens (.npy, .json)", file_count="multiple")
             gr.Markdown("### Token order: decode from the first k tokens only, the rest filled in by a model")
             with gr.Row():
                 k = gr.Slider(1, cfg.num_tokens, value=cfg.num_tokens, step=1, label="k (tokens kept)")
                 method = gr.Radio(["prior", "generator"], value="prior", label="Completed by")
-                go_k = gr.Button("Decode from k tokens")
+                go_k = gr.Button("Decode from k tokens", elem_id="prefix_btn")
             with gr.Row():
-                prefix_video = gr.Video(label="From the first k tokens", autoplay=True, loop=True)
-                prefix_metrics = gr.JSON(label="Prefix metrics")
-            go.click(on_reconstruct, [tok_dd, gen_dd, inp],
-                     [both, metrics, psnr_plot, tokens_plot, files, state, k], api_visibility="private")
+                prefix_video = gr.Video(label="From the first k tokens", autoplay=True, loop=True, height=VIDEO_H,
+                                        elem_id="prefix_out")
+                prefix_metrics = gr.JSON(label="Prefix metrics", elem_id="prefix_metrics")
+            go.click(on_reconstruct, [tok_dd, gen_dd, inp, start],
+                     [both, used, metrics, psnr_plot, tokens_plot, files, state, k], api_visibility="private")
             go_k.click(on_prefix, [tok_dd, gen_dd, state, k, method], [prefix_video, prefix_metrics],
                        api_visibility="private")
         with gr.Tab("Generate"):
             with gr.Row():
-                cls = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class")
+                cls = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
+                                  min_width=MENU_W)
                 n = gr.Slider(1, 8, value=4, step=1, label="Samples")
                 seed = gr.Number(0, precision=0, label="Seed")
             with gr.Row():
@@ -174,47 +224,55 @@ def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspa
                 top_k = gr.Slider(0, 1024, value=0, step=1, label="Top-k (0 = off)")
                 top_p = gr.Slider(0.05, 1.0, value=1.0, step=0.01, label="Top-p")
             go_g = gr.Button("Generate", variant="primary", elem_id="gen_btn")
-            gallery = gr.Gallery(label="Samples (mean NLL per token)", columns=4, elem_id="gallery")
-            with gr.Row():
-                ll_plot = gr.Image(label="Surprisal of each token under the generator (bits)", type="numpy")
-                gen_info = gr.JSON(label="Sampling")
+            gallery = gr.Gallery(label="Samples (mean NLL per token)", columns=4, height="auto", elem_id="gallery")
+            ll_plot = figure("Surprisal of each token under the generator (bits; one row per sample)", gr.Image,
+                             type="numpy", elem_id="gen_surprisal")
+            gen_info = gr.JSON(label="Sampling")
             go_g.click(on_generate, [tok_dd, gen_dd, cls, n, cfg_scale, temperature, top_k, top_p, seed],
                        [gallery, ll_plot, gen_info], api_visibility="private")
         with gr.Tab("Predict"):
             with gr.Row():
-                p_inp = gr.Video(label="Clip", sources=["upload"])
-                p_out = gr.Video(label="Truth | prediction", autoplay=True, loop=True)
+                with gr.Column():
+                    p_inp, p_start = clip_input("Clip", "pred")
+                with gr.Column():
+                    p_out, p_used = result_video("Truth | prediction", "pred")
             with gr.Row():
                 cond = gr.Slider(1, cfg.frame_num - 1, value=min(5, cfg.frame_num - 1), step=1,
                                  label="Conditioning frames")
                 p_seed = gr.Number(0, precision=0, label="Seed")
-                go_p = gr.Button("Predict", variant="primary")
+                go_p = gr.Button("Predict", variant="primary", elem_id="pred_btn")
             gr.Examples(example_clips(), inputs=[p_inp])
             with gr.Row():
                 p_metrics = gr.JSON(label="Prediction vs. repeating the last frame")
-                p_plot = gr.Image(label="PSNR per frame", type="numpy")
-            go_p.click(on_predict, [tok_dd, pred_dd, p_inp, cond, p_seed], [p_out, p_metrics, p_plot],
+                with gr.Column():
+                    p_plot = figure("PSNR per frame (conditioning frames shaded)", gr.Image, type="numpy",
+                                    elem_id="pred_psnr")
+            go_p.click(on_predict, [tok_dd, pred_dd, p_inp, p_start, cond, p_seed], [p_out, p_used, p_metrics, p_plot],
                        api_visibility="private")
         with gr.Tab("Explore"):
             with gr.Row():
-                e_inp = gr.Video(label="Clip", sources=["upload"])
-                e_overlay = gr.Video(label="Where the query looks (attention over the frames)", autoplay=True,
-                                     loop=True)
+                with gr.Column():
+                    e_inp, e_start = clip_input("Clip", "exp")
+                with gr.Column():
+                    e_overlay, e_used = result_video("Where the query looks (attention over the frames)", "exp")
             with gr.Row():
                 query = gr.Slider(0, cfg.num_tokens - 1, value=0, step=1, label="Query token")
                 layer = gr.Slider(0, cfg.encoder_depth - 1, value=cfg.encoder_depth - 1, step=1, label="Encoder layer")
                 head = gr.Dropdown(["mean"] + [str(h) for h in range(cfg.encoder_num_heads)], value="mean",
                                    label="Head")
-                go_e = gr.Button("Explore", variant="primary")
+                go_e = gr.Button("Explore", variant="primary", elem_id="exp_btn")
             gr.Examples(example_clips(), inputs=[e_inp])
-            heat = gr.Image(label="Attention of the query over the patch grid, frame by frame", type="numpy")
-            surprisal = gr.Image(label="Surprisal of each token under the prior", type="numpy")
-            umap = gr.Plot(label="The clip's tokens in a UMAP of the codebook")
+            heat = figure("Attention of the query over the patch grid, frame by frame", gr.Image, type="numpy",
+                          elem_id="exp_heat")
+            surprisal = figure("Surprisal of each token under the prior (bits)", gr.Image, type="numpy",
+                               elem_id="exp_surprisal")
+            umap = figure("The clip's tokens in a UMAP of the codebook", gr.Plot, elem_id="exp_umap")
             e_info = gr.JSON(label="Summary")
-            go_e.click(on_explore, [tok_dd, e_inp, query, layer, head], [e_overlay, heat, surprisal, umap, e_info],
-                       api_visibility="private")
+            go_e.click(on_explore, [tok_dd, e_inp, e_start, query, layer, head],
+                       [e_overlay, e_used, heat, surprisal, umap, e_info], api_visibility="private")
+
         def on_tokenizer_change(tok_name):
-            c = hub.tokenizer(tok_name).config
+            c = models.tokenizer(tok_name).config
             return (gr.update(maximum=c.num_tokens, value=c.num_tokens), gr.update(maximum=c.num_tokens - 1, value=0),
                     gr.update(maximum=c.encoder_depth - 1, value=c.encoder_depth - 1),
                     gr.update(choices=["mean"] + [str(h) for h in range(c.encoder_num_heads)], value="mean"),
@@ -239,7 +297,9 @@ def build_app(hub: ModelHub, choices: dict[str, list[str]], ws: handlers.Workspa
         gr.Markdown(
             "LARP: Wang et al., ICLR 2025 ([arXiv:2410.21264](https://arxiv.org/abs/2410.21264)); official code "
             "[hywang66/LARP](https://github.com/hywang66/LARP) (MIT). Example clip: Big Buck Bunny (c) 2008 Blender "
-            "Foundation, CC-BY 3.0. Made with [larp_lab](https://github.com/)."
+            f"Foundation, CC-BY 3.0. This app is part of larp_lab {__version__} (MIT); the README.md of its "
+            "repository describes the kit.",
+            elem_id="footer",
         )
     return demo
 
@@ -257,10 +317,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--generator", default=None, help="class-conditional generator (same forms)")
     p.add_argument("--predictor", default=None, help="frame-prediction generator (same forms)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="directory of the bundled models (default: the repository's checkpoints/)")
     p.add_argument("--max-concurrency", type=int, default=2, help="requests processed at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most (then 'queue full')")
     args = p.parse_args(argv)
     import torch
+
+    from larp_lab.bundled import checkpoints_dir, set_checkpoints_dir
 
     ws = handlers.Workspace()
     atexit.register(ws.clear)
@@ -268,14 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     # handlers remove the work directories (the default SIGTERM action would skip them)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        hub = ModelHub(torch.device(args.device))
-        demo = build_app(hub, default_choices(args.tokenizer, args.generator, args.predictor), ws)
+        if args.checkpoints is not None:
+            set_checkpoints_dir(args.checkpoints)
+            checkpoints_dir()  # a missing directory is refused now, with its name
+        models = ModelCache(torch.device(args.device))
+        demo = build_app(models, default_choices(args.tokenizer, args.generator, args.predictor), ws)
     except Exception as exc:  # missing weights, bad directory: one line, exit 2
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     demo.queue(default_concurrency_limit=args.max_concurrency, max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(EXAMPLES)], show_error=True,
+        allowed_paths=[str(EXAMPLES)], show_error=True, css=CSS,
     )
     return 0
 

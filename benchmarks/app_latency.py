@@ -6,7 +6,10 @@ Starts ``python app.py`` on a free port (bundled models unless given), waits unt
 then calls the endpoints with gradio_client: ``/reconstruct`` uploads the example clip (upload,
 decode, encode, decode, two H.264 encodes, download) and ``/generate`` samples one clip. With
 ``--concurrent K`` it also fires K reconstruct calls at once and reports p50/p95 latency and how
-many completed or were refused. Prints a table and writes benchmarks/app_latency.json.
+many completed or were refused. For comparison it also times, in this process, the same job the
+app's handler runs (``larp_lab.pipelines.reconstruct`` + ``save_reconstruction``, same tokenizer),
+so the difference is the HTTP, upload and Gradio overhead. Prints a table and writes
+benchmarks/app_latency.json.
 """
 
 from __future__ import annotations
@@ -59,6 +62,29 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
+def in_process_reconstruct(tokenizer: str | None, n: int) -> dict:
+    """Median time of the app handler's job without the app: read, encode, decode, write the files."""
+    import tempfile
+
+    import torch
+
+    from larp_lab.bundled import resolve_tokenizer
+    from larp_lab.pipelines import reconstruct, save_reconstruction
+
+    tok = resolve_tokenizer(tokenizer or "default", torch.device("cpu"))
+    times, model = [], []
+    with tempfile.TemporaryDirectory() as d:
+        for i in range(n + 1):  # the first run is a warm-up
+            t = time.perf_counter()
+            r = reconstruct(tok, CLIP)
+            save_reconstruction(r, d, "bench")
+            if i:
+                times.append(time.perf_counter() - t)
+                model.append(r.timings_ms["encode"] + r.timings_ms["decode"])
+    return {"p50": statistics.median(times), "p95": pct(times, 0.95), "n": n, "model_ms": statistics.median(model),
+            "used": r.source.describe()}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", default=None)
@@ -86,6 +112,7 @@ def main() -> int:
             rec.append(time.perf_counter() - t)
         res["reconstruct_s"] = {"p50": statistics.median(rec), "p95": pct(rec, 0.95), "n": a.n,
                                 "model_ms": metrics["encode_ms"] + metrics["decode_ms"]}
+        res["reconstruct_in_process_s"] = in_process_reconstruct(a.tokenizer, a.n)
         gen = []
         try:
             client.predict("0", 1.5, 1.0, 0, 1.0, 0, api_name="/generate")

@@ -29,7 +29,7 @@ _LAZY = {
     "GENERATOR_PRESETS": "larp_lab.config",
     "PRIOR_PRESETS": "larp_lab.config",
     "ConfigError": "larp_lab.config",
-    "CheckpointError": "larp_lab.hub",
+    "CheckpointError": "larp_lab.checkpoint",
     "load_default_tokenizer": "larp_lab.bundled",
     "load_default_generator": "larp_lab.bundled",
     "load_default_frame_predictor": "larp_lab.bundled",
@@ -39,6 +39,7 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .bundled import load_default_frame_predictor, load_default_generator, load_default_tokenizer
+    from .checkpoint import CheckpointError
     from .config import (
         GENERATOR_PRESETS,
         PRIOR_PRESETS,
@@ -48,7 +49,6 @@ if TYPE_CHECKING:  # pragma: no cover
         PriorConfig,
         TokenizerConfig,
     )
-    from .hub import CheckpointError
     from .models.generator import LARPGenerator
     from .models.prior import LARPPrior
     from .models.tokenizer import LARPTokenizer, TokenizerEncoding

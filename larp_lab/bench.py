@@ -7,7 +7,7 @@ Every speed-up is a ratio measured side by side in the same run against a baseli
 * generator sampling (tokens/s) with the static KV cache vs recomputing the sequence each step,
   with and without CFG;
 * a training step of tokenizer+prior and of the generator (and model FLOPs utilisation on GPU);
-* the app's reconstruct round trip (read -> encode -> decode -> write MP4);
+* the app's reconstruct round trip (read -> encode -> decode -> write MP4s), through larp_lab.pipelines;
 * on GPU: eager vs ``torch.compile`` and bf16.
 
 Timings are medians of repeated runs after warm-up. Absolute numbers depend on the machine (the
@@ -278,15 +278,23 @@ def bench_train_step(report: Report, device: torch.device, repeat: int, peak_flo
 
 
 def bench_app_round_trip(report: Report, tok, clip: Path, device: torch.device, repeat: int) -> None:
+    """What the app's Reconstruct button runs: :func:`larp_lab.pipelines.reconstruct` on the file,
+    then :func:`larp_lab.pipelines.save_reconstruction` (two H.264 MP4s and the token files)."""
     import tempfile
 
-    from .demo.reconstruct import reconstruct_file
+    from .pipelines import reconstruct, save_reconstruction
+
+    def round_trip(d: str):
+        r = reconstruct(tok, clip)
+        save_reconstruction(r, d, "bench")
+        return r
 
     with tempfile.TemporaryDirectory() as d:
-        t = timeit(lambda: reconstruct_file(tok, clip, out_dir=d), device, repeat)
-        r = reconstruct_file(tok, clip, out_dir=d)
-    report.add("app reconstruct round trip (read, encode, decode, 2 MP4s)", t * 1000, "ms", None,
-               f"model time {r.encode_ms + r.decode_ms:.0f} ms (encode {r.encode_ms:.0f}, decode {r.decode_ms:.0f})")
+        t = timeit(lambda: round_trip(d), device, repeat)
+        ms = round_trip(d).timings_ms
+    report.add("app reconstruct round trip (read, encode, decode, 2 MP4s + tokens)", t * 1000, "ms", None,
+               f"model time {ms['encode'] + ms['decode']:.0f} ms (encode {ms['encode']:.0f}, decode "
+               f"{ms['decode']:.0f}); read {ms['read']:.0f} ms")
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -300,7 +308,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 def run_benchmarks(device: str = "cpu", quick: bool = False, out: str | Path | None = None,
                    compile_: bool = False) -> Report:
     """All benchmarks for ``device``; CPU uses sizes that finish in minutes, GPU the paper's."""
-    from .bundled import DEFAULT_GENERATOR, DEFAULT_TOKENIZER, checkpoints_dir
+    from .bundled import DEFAULT_GENERATOR, DEFAULT_TOKENIZER, has_bundled
 
     dev = torch.device(device)
     report = Report(str(dev) + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else ""),
@@ -315,7 +323,7 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out: str | Path | N
         report.add("bf16 matmul rate (8192^3)", peak_bf16 / 1e9, "GFLOP/s")
     # bundled models when present, else the same preset with random weights
     tok_model = gen_model = None
-    if (checkpoints_dir() / DEFAULT_TOKENIZER / "config.json").is_file():
+    if has_bundled(DEFAULT_TOKENIZER):
         from .bundled import load_default_tokenizer
 
         tok_model = load_default_tokenizer(dev)
@@ -325,7 +333,7 @@ def run_benchmarks(device: str = "cpu", quick: bool = False, out: str | Path | N
     larp_l = TOKENIZER_PRESETS["larp-l"]()
     bench_tokenizer(report, "LARP-L tokenizer (random)", larp_l, [1, 32] if gpu else [1], dev,
                     2 if not gpu else repeat, peak32)
-    if (checkpoints_dir() / DEFAULT_GENERATOR / "config.json").is_file():
+    if has_bundled(DEFAULT_GENERATOR):
         from .bundled import load_default_generator
 
         gen_model = load_default_generator(dev)

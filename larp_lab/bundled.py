@@ -1,8 +1,14 @@
 """Finding models by name: the bundled checkpoints, untrained presets, local directories, Hub ids.
 
 ``load_default_tokenizer()`` / ``load_default_generator()`` / ``load_default_frame_predictor()``
-load the small models shipped in the repository's ``checkpoints/`` directory, offline. The
-directory can be moved with the ``LARP_LAB_CHECKPOINTS`` environment variable.
+load the small models shipped in the repository's ``checkpoints/`` directory, offline. They are not
+part of an installed wheel; :func:`checkpoints_dir` looks, in order, at
+
+1. the directory given to :func:`set_checkpoints_dir` (the CLI's and the app's ``--checkpoints DIR``),
+2. the ``LARP_LAB_CHECKPOINTS`` environment variable,
+3. ``checkpoints/`` next to the package source (a clone of the repository),
+
+and says how to point at the models when none of them is there.
 
 :func:`resolve_tokenizer` and :func:`resolve_generator` turn the ``--tokenizer`` / ``--generator``
 arguments of the CLI and the app into models:
@@ -21,26 +27,78 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import CheckpointError
 from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
-from .hub import CheckpointError
 
 DEFAULT_TOKENIZER = "larp-tiny-tokenizer"
 DEFAULT_GENERATOR = "larp-tiny-generator"
 DEFAULT_FRAME_PREDICTOR = "larp-tiny-frame-predictor"
 UNTRAINED_PREFIX = "untrained:"
+ENV_VAR = "LARP_LAB_CHECKPOINTS"
+#: ``checkpoints/`` of a repository clone (absent from an installed wheel)
+REPO_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+
+_explicit_dir: Path | None = None
+
+
+def set_checkpoints_dir(path: str | os.PathLike | None) -> None:
+    """Use ``path`` as the bundled checkpoints directory (``--checkpoints DIR``); None forgets it.
+
+    It takes precedence over ``$LARP_LAB_CHECKPOINTS`` and the repository's ``checkpoints/``.
+    """
+    global _explicit_dir
+    _explicit_dir = None if path is None else Path(path).expanduser()
+
+
+def find_checkpoints_dir() -> Path | None:
+    """The bundled checkpoints directory, or None when none is set or present (never raises).
+
+    An explicit directory or the environment variable, when set, is the answer even if it is missing
+    (:func:`checkpoints_dir` then says so); only the repository fallback is looked for.
+    """
+    if _explicit_dir is not None:
+        return _explicit_dir if _explicit_dir.is_dir() else None
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_dir() else None
+    return REPO_CHECKPOINTS if REPO_CHECKPOINTS.is_dir() else None
 
 
 def checkpoints_dir() -> Path:
-    """The bundled checkpoints directory (``$LARP_LAB_CHECKPOINTS`` or ``<repo>/checkpoints``)."""
-    env = os.environ.get("LARP_LAB_CHECKPOINTS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "checkpoints"
+    """The bundled checkpoints directory (see the module docstring for where it is looked for).
+
+    Raises:
+        CheckpointError: the directory set explicitly or by ``$LARP_LAB_CHECKPOINTS`` does not exist,
+            or neither is set and the package is not inside a repository clone (an installed wheel).
+    """
+    found = find_checkpoints_dir()
+    if found is not None:
+        return found
+    if _explicit_dir is not None:
+        raise CheckpointError(f"--checkpoints {_explicit_dir}: no such directory (it should hold the bundled models)")
+    if os.environ.get(ENV_VAR):
+        raise CheckpointError(f"{ENV_VAR}={os.environ[ENV_VAR]}: no such directory (it should hold the bundled models)")
+    raise CheckpointError(
+        "the bundled models are not part of an installed larp_lab wheel; point at a copy of the repository's "
+        f"checkpoints/ directory with {ENV_VAR}=DIR or --checkpoints DIR, or load a checkpoint directory or "
+        "a Hub repo id (e.g. hywang66/LARP-L-long-tokenizer) instead"
+    )
+
+
+def has_bundled(name: str) -> bool:
+    """True when the bundled model ``name`` can be found (never raises)."""
+    root = find_checkpoints_dir()
+    return root is not None and (root / name / "config.json").is_file()
 
 
 def bundled_path(name: str) -> Path:
-    path = checkpoints_dir() / name
+    """The directory of the bundled model ``name``."""
+    root = checkpoints_dir()
+    path = root / name
     if not (path / "config.json").is_file():
         raise CheckpointError(
-            f"the bundled model {name!r} is not in {checkpoints_dir()}; use a checkpoint directory, a Hub repo id, "
+            f"the bundled model {name!r} is not in {root}; use a checkpoint directory, a Hub repo id, "
             f"or 'untrained:<preset>' (presets: {sorted(TOKENIZER_PRESETS)})"
         )
     return path
@@ -85,8 +143,8 @@ def resolve_tokenizer(spec: str = "default", device: torch.device | str = "cpu",
         return LARPTokenizer(cfg, device=device).eval()
     if spec == "default":
         return load_default_tokenizer(device)
-    if not Path(spec).exists() and (checkpoints_dir() / spec / "config.json").is_file():
-        spec = str(checkpoints_dir() / spec)
+    if not Path(spec).exists() and has_bundled(spec):
+        spec = str(bundled_path(spec))
     return LARPTokenizer.from_pretrained(spec, device=device)
 
 
@@ -100,8 +158,8 @@ def resolve_generator(spec: str = "default", device: torch.device | str = "cpu",
         return LARPGenerator(cfg, device=device).eval()
     if spec == "default":
         return load_default_generator(device)
-    if not Path(spec).exists() and (checkpoints_dir() / spec / "config.json").is_file():
-        spec = str(checkpoints_dir() / spec)
+    if not Path(spec).exists() and has_bundled(spec):
+        spec = str(bundled_path(spec))
     return LARPGenerator.from_pretrained(spec, device=device)
 
 

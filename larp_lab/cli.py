@@ -1,7 +1,8 @@
 """The ``larp-lab`` command (also ``python -m larp_lab``).
 
 Subcommands: ``reconstruct``, ``sample``, ``train-tokenizer``, ``train-generator``, ``evaluate``,
-``convert``, ``info``. Bad input (unreadable or wrong
+``convert``, ``info``, ``bench``; ``--checkpoints DIR`` (before the subcommand) moves the bundled
+models. ``reconstruct`` and ``sample`` run :mod:`larp_lab.pipelines`. Bad input (unreadable or wrong
 files, missing weights, bad options) ends with exit status 2 and one line ``error: ...``; nothing
 here prints a traceback for a user mistake.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -23,9 +23,40 @@ class CLIError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    #: called with the parser just before its help is formatted (help text that costs a file read)
+    help_hooks: tuple = ()
+
     def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + error)
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def format_help(self) -> str:
+        for hook in self.help_hooks:
+            hook(self)
+        return super().format_help()
+
+
+#: the --checkpoints value of the command line being parsed (for help texts shown before it is applied)
+_help_checkpoints: str | None = None
+
+
+def _class_help(parser: argparse.ArgumentParser) -> None:
+    """List the default generator's classes in ``sample --help`` (read from its config.json only)."""
+    from .bundled import DEFAULT_GENERATOR, ENV_VAR
+    from .checkpoint_info import bundled_class_names
+
+    names = bundled_class_names(DEFAULT_GENERATOR, _help_checkpoints)
+    if names:
+        listed = "; ".join(names).replace("%", "%%")
+        text = (f"class name or id. The default generator ({DEFAULT_GENERATOR}) has {len(names)} classes: "
+                f"{listed} (quote names with spaces). Another generator's classes: larp-lab info GENERATOR")
+    else:
+        text = (f"class name or id. List a generator's classes with: larp-lab info GENERATOR (the bundled "
+                f"{DEFAULT_GENERATOR} is not here: point at the repository's checkpoints/ with --checkpoints DIR "
+                f"or ${ENV_VAR})")
+    for action in parser._actions:
+        if action.dest == "class_":
+            action.help = text
 
 
 def _device(name: str):
@@ -47,43 +78,38 @@ def _device(name: str):
 # ------------------------------------------------------------------------------------------------
 
 
+def _model_name(spec: str, default_name: str) -> str:
+    """How a --tokenizer / --generator argument is shown: the bundled name for "default"."""
+    from .bundled import is_untrained
+
+    if is_untrained(spec):
+        return f"{spec} (UNTRAINED: random weights; outputs are noise)"
+    return default_name if spec == "default" else spec
+
+
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from .bundled import DEFAULT_TOKENIZER, resolve_tokenizer
+    from .pipelines import reconstruct, save_side_by_side, save_tokens, save_video
 
-    from .bundled import is_untrained, resolve_tokenizer
-    from .data.video import read_video, write_video
-
+    out = Path(args.output)
     dev = _device(args.device)
     tok = resolve_tokenizer(args.tokenizer, dev)
-    cfg = tok.config
-    frames = args.frames or cfg.frame_num
-    size = args.size or cfg.input_size
-    video = read_video(args.input, frames, size=size, stride=args.stride, fps=args.fps, start_s=args.start)
-    x = video.unsqueeze(0).to(dev)
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        enc = tok.encode(x)
-        t1 = time.perf_counter()
-        rec = tok.decode(enc.embeddings, enc.video_shape).clamp(-1, 1)
-    t2 = time.perf_counter()
-    mse = torch.mean(((rec - x) / 2) ** 2).item()
-    psnr = 10 * np.log10(1.0 / max(mse, 1e-12))
-    out = Path(args.output)
-    shown = torch.cat([x[0], rec[0]], dim=-1) if args.side_by_side else rec[0]
-    write_video(out, shown.cpu(), fps=args.out_fps)
+    name = _model_name(args.tokenizer, DEFAULT_TOKENIZER)
+    r = reconstruct(tok, args.input, start_time=args.start, frames=args.frames, size=args.size, stride=args.stride,
+                    fps=args.fps)
+    if args.side_by_side:
+        save_side_by_side(out, r.original, r.reconstruction, fps=args.out_fps, gap=0)
+    else:
+        save_video(out, r.reconstruction, fps=args.out_fps)
     if args.tokens:
-        tp = Path(args.tokens)
-        tp.parent.mkdir(parents=True, exist_ok=True)
-        if tp.suffix == ".json":
-            tp.write_text(json.dumps(enc.indices[0].tolist()))
-        else:
-            np.save(tp, enc.indices[0].cpu().numpy())
-    label = "UNTRAINED model (random weights; output is not a reconstruction)" if is_untrained(args.tokenizer) else args.tokenizer
-    print(f"tokenizer: {label}")
+        save_tokens(args.tokens, r.tokens[0], name)
+    cfg, m, t = tok.config, r.metrics, r.timings_ms
+    _, _, T, H, W = r.original.shape
+    print(f"tokenizer: {name}")
+    print(f"used: {r.source.describe()}")
     print(
-        f"{frames}x{size}x{size} clip -> {cfg.num_tokens} tokens (codebook {cfg.codebook_size}) -> {out}\n"
-        f"PSNR {psnr:.2f} dB | encode {1000 * (t1 - t0):.0f} ms, decode {1000 * (t2 - t1):.0f} ms"
+        f"{T}x{H}x{W} clip -> {cfg.num_tokens} tokens (codebook {cfg.codebook_size}) -> {out}\n"
+        f"PSNR {m['psnr_db']:.2f} dB, SSIM {m['ssim']:.3f} | encode {t['encode']:.0f} ms, decode {t['decode']:.0f} ms"
     )
     return 0
 
@@ -93,57 +119,24 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def _class_id(spec: str, gen) -> int:
-    names = gen.config.class_names
-    if spec.lstrip("-").isdigit():
-        k = int(spec)
-    elif names and spec in names:
-        k = names.index(spec)
-    else:
-        known = f"; known names: {', '.join(names)}" if names else " (this generator has no class names; use a number)"
-        raise CLIError(f"unknown class {spec!r}{known}")
-    if not 0 <= k < gen.config.num_classes:
-        raise CLIError(f"class id {k} is outside [0, {gen.config.num_classes})")
-    return k
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from .bundled import DEFAULT_GENERATOR, resolve_generator, resolve_tokenizer
+    from .pipelines import generate, save_clips, save_tokens
 
-    from .bundled import resolve_generator, resolve_tokenizer
-    from .data.video import write_video
-
+    if not 1 <= args.num <= 256:
+        raise CLIError("-n must be between 1 and 256")
     dev = _device(args.device)
     gen = resolve_generator(args.generator, dev)
     if gen.config.frame_prediction:
         raise CLIError("this is a frame-prediction generator; `sample` needs a class-conditional one")
     tok = resolve_tokenizer(args.tokenizer, dev)
-    if tok.config.num_tokens != gen.config.num_tokens or tok.config.codebook_size != gen.config.vocab_size:
-        raise CLIError(
-            f"generator ({gen.config.num_tokens} tokens over {gen.config.vocab_size} codes) does not match the "
-            f"tokenizer ({tok.config.num_tokens} tokens over {tok.config.codebook_size} codes)"
-        )
-    if not 1 <= args.num <= 256:
-        raise CLIError("-n must be between 1 and 256")
-    k = _class_id(args.class_, gen)
-    g = torch.Generator(device=dev).manual_seed(args.seed)
-    labels = torch.full((args.num,), k, dtype=torch.long, device=dev)
-    t0 = time.perf_counter()
-    idx = gen.sample(
-        labels, cfg_scale=args.cfg_scale, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        generator=g, progress=True,
-    )
-    t1 = time.perf_counter()
-    with torch.inference_mode():
-        videos = tok.decode_indices(idx).clamp(-1, 1).cpu()
+    g = generate(tok, gen, args.class_, num_samples=args.num, cfg_scale=args.cfg_scale, temperature=args.temperature,
+                 top_k=args.top_k, top_p=args.top_p, seed=args.seed, score=False, progress=True)
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    for i, v in enumerate(videos):
-        write_video(out / f"sample_{i:02d}.mp4", v, fps=args.out_fps)
-    np.save(out / "tokens.npy", idx.cpu().numpy())
-    name = gen.config.class_names[k] if gen.config.class_names else str(k)
-    print(f"{args.num} samples of class {name!r} -> {out} (sampling {t1 - t0:.2f} s)")
+    save_clips(out, g.videos, fps=args.out_fps)
+    save_tokens(out / "tokens.npy", g.tokens, args.tokenizer)
+    print(f"generator: {_model_name(args.generator, DEFAULT_GENERATOR)}")
+    print(f"{args.num} samples of class {g.class_name!r} -> {out} (sampling {g.timings_ms['sample'] / 1000:.2f} s)")
     return 0
 
 
@@ -202,7 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .hub import detect_format, read_config_json, resolve_checkpoint_dir
+    from .checkpoint import detect_format, read_config_json, resolve_checkpoint_dir
     from .models.generator import LARPGenerator
     from .models.tokenizer import LARPTokenizer
 
@@ -220,19 +213,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .hub import detect_format, read_config_json, read_safetensors_header, resolve_checkpoint_dir
+    from .checkpoint_info import describe_checkpoint
 
-    d = resolve_checkpoint_dir(args.source)
-    raw = read_config_json(d)
-    source, kind = detect_format(raw)
-    header = read_safetensors_header(d / "model.safetensors") if (d / "model.safetensors").is_file() else {}
-    n = 0
-    for _dtype, shape in header.values():
-        c = 1
-        for s in shape:
-            c *= s
-        n += c
-    print(json.dumps({"directory": str(d), "format": source, "model": kind, "tensors": len(header), "elements": n}, indent=2))
+    info = describe_checkpoint(args.source)
+    if args.json:
+        print(json.dumps(info.to_dict(), indent=2))
+    else:
+        print("\n".join(info.lines()))
     return 0
 
 
@@ -306,6 +293,8 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="larp-lab", description="Train, run and look inside LARP video tokenizers.")
+    p.add_argument("--checkpoints", default=None, metavar="DIR",
+                   help="directory of the bundled models (default: the repository's checkpoints/)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     r = sub.add_parser("reconstruct", help="tokenize a video and decode it again")
@@ -316,15 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=None, help="square crop size (default: the model's)")
     r.add_argument("--stride", type=int, default=1, help="keep every n-th frame")
     r.add_argument("--fps", type=float, default=None, help="sample at this frame rate instead of --stride")
-    r.add_argument("--start", type=float, default=0.0, help="start time in seconds")
+    r.add_argument("--start", type=float, default=0.0, metavar="SECONDS",
+                   help="start time in the video (the model sees the frames from there on)")
     r.add_argument("--tokens", default=None, help="also save the token ids (.npy or .json)")
-    r.add_argument("--side-by-side", action="store_true", help="write original | reconstruction")
+    r.add_argument("--side-by-side", action="store_true", help="write original | reconstruction (no gap)")
     r.add_argument("--out-fps", type=float, default=8.0)
     r.add_argument("--device", default="cpu")
     r.set_defaults(func=cmd_reconstruct)
 
     s = sub.add_parser("sample", help="generate class-conditional videos")
-    s.add_argument("--class", dest="class_", required=True, help="class name or id")
+    s.add_argument("--class", dest="class_", metavar="CLASS", required=True, help="class name or id")  # listed by _class_help
+    s.help_hooks = (_class_help,)
     s.add_argument("-n", "--num", type=int, default=4)
     s.add_argument("-o", "--output", required=True, help="output directory")
     s.add_argument("--generator", default="default")
@@ -392,17 +383,41 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", default=None, help="JSON file (default benchmarks/results_<device>.json)")
     b.set_defaults(func=cmd_bench)
 
-    i = sub.add_parser("info", help="describe a checkpoint directory")
-    i.add_argument("source")
+    i = sub.add_parser("info", help="describe a model: kind, clip size, tokens, parameters, classes, training",
+                       description="Describe a model without loading its weights: kind, clip size, tokens, "
+                       "codebook, parameter count, class names, the training summary and metrics of its "
+                       "MODEL_CARD.md, and the file format.")
+    i.add_argument("source", help="checkpoint directory, bundled model name (e.g. larp-tiny-generator) or Hub repo id")
+    i.add_argument("--json", action="store_true", help="print the description as JSON")
     i.set_defaults(func=cmd_info)
     return p
 
 
+def _use_checkpoints_dir(path: str) -> None:
+    """``--checkpoints DIR``: read the bundled models from DIR (refused at once when DIR is missing)."""
+    from .bundled import checkpoints_dir, set_checkpoints_dir
+
+    set_checkpoints_dir(path)
+    checkpoints_dir()  # raises CheckpointError naming the directory when it does not exist
+
+
+def _peek_option(argv: list[str], name: str) -> str | None:
+    """The value of ``name VALUE`` or ``name=VALUE`` in ``argv`` before the parser runs (None if absent)."""
+    for i, a in enumerate(argv):
+        if a == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(name + "="):
+            return a[len(name) + 1 :]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
     from .config import ConfigError
-    from .hub import CheckpointError
     from .training.loop import TrainingError
 
+    global _help_checkpoints
+    _help_checkpoints = _peek_option(sys.argv[1:] if argv is None else argv, "--checkpoints")
     args = build_parser().parse_args(argv)
     try:
         from .data.video import VideoError
@@ -413,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+            if args.checkpoints is not None:
+                _use_checkpoints_dir(args.checkpoints)
             return int(args.func(args) or 0)
     except (CLIError, CheckpointError, ConfigError, VideoError, TrainingError, ValueError, TypeError, OSError) as exc:
         msg = " ".join(str(exc).split()) or type(exc).__name__

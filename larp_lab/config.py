@@ -7,10 +7,15 @@ Three dataclasses describe everything needed to build a model:
 * :class:`TokenizerConfig` -- the LARP tokenizer (ViT encoder with holistic queries, 16-d cosine VQ,
   ViT decoder), optionally carrying a :class:`PriorConfig`;
 * :class:`GeneratorConfig` -- the Llama-style second-stage generator (class-conditional or
-  frame prediction).
+  frame prediction);
+* :class:`DiscriminatorConfig` -- the GAN discriminator used while training the tokenizer.
+
+Every config dataclass of the project (these, the training configs in ``larp_lab.training.config``,
+the evaluation settings) derives from :class:`ConfigBase`: a strict JSON round trip and a
+``validate`` that refuses, with one line naming the field, any value that would break a run.
 
 Presets are small factory functions collected in plain dicts (``TOKENIZER_PRESETS``,
-``PRIOR_PRESETS``, ``GENERATOR_PRESETS``); the CLI takes its choices from those dicts. There is no
+``PRIOR_PRESETS``, ``GENERATOR_PRESETS``, ``DISCRIMINATOR_PRESETS``); the CLI takes its choices from those dicts. There is no
 string registry that hides which class gets built: every preset returns a config, and the model
 class is always named by the caller.
 
@@ -31,14 +36,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "ConfigBase",
     "ConfigError",
     "PriorConfig",
     "TokenizerConfig",
     "GeneratorConfig",
+    "DiscriminatorConfig",
     "PRIOR_PRESETS",
     "TOKENIZER_PRESETS",
     "GENERATOR_PRESETS",
+    "DISCRIMINATOR_PRESETS",
     "MAX_PARAMETERS",
+    "check_at_least",
+    "check_positive",
+    "check_range",
+    "load_config_file",
 ]
 
 #: Upper bound on the parameter count a config may describe (guards against absurd configs).
@@ -54,10 +66,19 @@ class ConfigError(ValueError):
 # ----------------------------------------------------------------------------------------------
 
 
-class _ConfigBase:
-    """Shared JSON round trip for the config dataclasses."""
+class ConfigBase:
+    """Shared JSON round trip and validation of the config dataclasses.
 
-    #: old key -> new key, accepted by :meth:`from_dict` (config.json files written before a rename)
+    Subclasses are ``@dataclass`` es whose fields are annotated with ``int``, ``float``, ``bool``,
+    ``str``, ``Literal[...]``, tuples, optionals or other :class:`ConfigBase` classes (nested
+    configs); :meth:`from_dict` checks every value against its annotation. A subclass overrides
+    :meth:`validate` (calling ``super().validate()`` validates its nested configs) to refuse values
+    that would break a run, with a :class:`ConfigError` naming the field.
+    """
+
+    #: old key -> new key, accepted by :meth:`from_dict` (files written before a rename); a new key
+    #: ``"outer.inner"`` moves the value into the nested mapping ``outer`` (a field moved into a
+    #: nested config)
     _renamed_keys: typing.ClassVar[dict[str, str]] = {}
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,7 +91,7 @@ class _ConfigBase:
     def from_dict(cls, data: dict[str, Any]):
         if not isinstance(data, dict):
             raise ConfigError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-        data = {cls._renamed_keys.get(k, k): v for k, v in data.items()}  # files written before a rename
+        data = cls._apply_renames(data)
         names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(names))
         if unknown:
@@ -83,6 +104,25 @@ class _ConfigBase:
             raise ConfigError(f"{cls.__name__}: {exc}") from None
         cfg.validate()
         return cfg
+
+    @classmethod
+    def _apply_renames(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` with the keys of :attr:`_renamed_keys` under their new names."""
+        out: dict[str, Any] = {}
+        moved: dict[str, dict[str, Any]] = {}
+        for key, value in data.items():
+            new = cls._renamed_keys.get(key, key)
+            if "." in new:
+                outer, inner = new.split(".", 1)
+                moved.setdefault(outer, {})[inner] = value
+            else:
+                out[new] = value
+        for outer, values in moved.items():
+            nested = out.get(outer, {})
+            if not isinstance(nested, dict):
+                raise ConfigError(f"{cls.__name__}.{outer}: expected a mapping, got {type(nested).__name__}")
+            out[outer] = {**values, **nested}  # the nested mapping, when given, wins
+        return out
 
     @classmethod
     def from_json(cls, text: str):
@@ -98,8 +138,13 @@ class _ConfigBase:
         cfg.validate()
         return cfg
 
-    def validate(self) -> None:  # pragma: no cover - overridden
-        pass
+    def validate(self) -> None:
+        """Validate the nested configs (subclasses add their own checks and call this)."""
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, ConfigBase):
+                    item.validate()
 
 
 def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
@@ -130,7 +175,7 @@ def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{owner}.{key}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(owner, key, a, v) for a, v in zip(args, value))
-    if isinstance(hint, type) and issubclass(hint, _ConfigBase):
+    if isinstance(hint, type) and issubclass(hint, ConfigBase):
         if isinstance(value, hint):
             return value
         return hint.from_dict(value)
@@ -159,9 +204,23 @@ def _coerce(owner: str, key: str, hint: Any, value: Any) -> Any:
     return value
 
 
-def _check_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
+def check_range(owner: str, name: str, value: float, lo: float, hi: float) -> None:
+    """Refuse ``value`` outside [lo, hi] (NaN included) with a message naming ``owner.name``."""
     if not (lo <= value <= hi):
         raise ConfigError(f"{owner}.{name} = {value!r} is outside the allowed range [{lo}, {hi}]")
+
+
+def check_at_least(owner: str, name: str, value: int, lo: int) -> None:
+    """Refuse an integer below ``lo`` (``log_every >= 1``, ``num_workers >= 0``...)."""
+    if not value >= lo:
+        raise ConfigError(f"{owner}.{name} must be >= {lo}, got {value!r}")
+
+
+def check_positive(owner: str, name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Refuse a number that is not finite and > 0 (>= 0 with ``allow_zero``): learning rates, weights."""
+    ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ConfigError(f"{owner}.{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 def _check_params(owner: str, n: int) -> None:
@@ -178,7 +237,7 @@ def _check_params(owner: str, n: int) -> None:
 
 
 @dataclass
-class PriorConfig(_ConfigBase):
+class PriorConfig(ConfigBase):
     """The training-time AR prior over continuous 16-d latents and its scheduled-sampling loss.
 
     Sizes follow the official GPTC registry (see ``PRIOR_PRESETS``). ``max_positions`` (the official
@@ -208,15 +267,15 @@ class PriorConfig(_ConfigBase):
 
     def validate(self) -> None:
         o = "PriorConfig"
-        _check_range(o, "n_layer", self.n_layer, 1, 256)
-        _check_range(o, "n_head", self.n_head, 1, 256)
-        _check_range(o, "n_embd", self.n_embd, 1, 65536)
-        _check_range(o, "max_positions", self.max_positions, 1, 1 << 20)
-        _check_range(o, "n_rounds", self.n_rounds, 1, 16)
+        check_range(o, "n_layer", self.n_layer, 1, 256)
+        check_range(o, "n_head", self.n_head, 1, 256)
+        check_range(o, "n_embd", self.n_embd, 1, 65536)
+        check_range(o, "max_positions", self.max_positions, 1, 1 << 20)
+        check_range(o, "n_rounds", self.n_rounds, 1, 16)
         for p in ("embd_pdrop", "resid_pdrop", "attn_pdrop", "mix_ss_max_ratio"):
-            _check_range(o, p, getattr(self, p), 0.0, 1.0)
-        _check_range(o, "mix_ss_peak_steps_ratio", self.mix_ss_peak_steps_ratio, 1e-9, 1e9)
-        _check_range(o, "latent_ce_temperature", self.latent_ce_temperature, 1e-9, 1e9)
+            check_range(o, p, getattr(self, p), 0.0, 1.0)
+        check_range(o, "mix_ss_peak_steps_ratio", self.mix_ss_peak_steps_ratio, 1e-9, 1e9)
+        check_range(o, "latent_ce_temperature", self.latent_ce_temperature, 1e-9, 1e9)
         if self.n_embd % self.n_head:
             raise ConfigError(f"{o}: n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         _check_params(o, self.num_parameters_estimate(16))
@@ -253,7 +312,7 @@ PRIOR_PRESETS: dict[str, typing.Callable[[], PriorConfig]] = {
 
 
 @dataclass
-class TokenizerConfig(_ConfigBase):
+class TokenizerConfig(ConfigBase):
     """The LARP tokenizer.
 
     Decisions on the official model's open points (official_layout.md section 4):
@@ -341,10 +400,10 @@ class TokenizerConfig(_ConfigBase):
             ("bottleneck_dim", 4096),
             ("codebook_size", 1 << 22),
         ):
-            _check_range(o, name, getattr(self, name), 1, hi)
-        _check_range(o, "mlp_ratio", self.mlp_ratio, 0.01, 64)
-        _check_range(o, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
-        _check_range(o, "vq_temperature", self.vq_temperature, 1e-9, 1e9)
+            check_range(o, name, getattr(self, name), 1, hi)
+        check_range(o, "mlp_ratio", self.mlp_ratio, 0.01, 64)
+        check_range(o, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
+        check_range(o, "vq_temperature", self.vq_temperature, 1e-9, 1e9)
         for side in ("encoder", "decoder"):
             d, h = getattr(self, f"{side}_hidden_size"), getattr(self, f"{side}_num_heads")
             if d % h:
@@ -455,7 +514,7 @@ TOKENIZER_PRESETS: dict[str, typing.Callable[[], TokenizerConfig]] = {
 
 
 @dataclass
-class GeneratorConfig(_ConfigBase):
+class GeneratorConfig(ConfigBase):
     """The Llama-style AR generator (the official ``LARP_AR`` / ``ModelArgs``).
 
     Field names follow the official ``ModelArgs`` so that official ``config.json`` files map one to
@@ -526,18 +585,18 @@ class GeneratorConfig(_ConfigBase):
             ("cls_token_num", 1 << 20),
             ("num_tokens", 1 << 20),
         ):
-            _check_range(o, name, getattr(self, name), 1, hi)
+            check_range(o, name, getattr(self, name), 1, hi)
         for p in ("token_dropout_p", "attn_dropout_p", "resid_dropout_p", "ffn_dropout_p", "class_dropout_prob"):
-            _check_range(o, p, getattr(self, p), 0.0, 1.0)
-        _check_range(o, "norm_eps", self.norm_eps, 0.0, 1.0)
+            check_range(o, p, getattr(self, p), 0.0, 1.0)
+        check_range(o, "norm_eps", self.norm_eps, 0.0, 1.0)
         if self.dim % self.n_head:
             raise ConfigError(f"{o}: dim {self.dim} is not divisible by n_head {self.n_head}")
         if self.n_kv_head is not None:
-            _check_range(o, "n_kv_head", self.n_kv_head, 1, self.n_head)
+            check_range(o, "n_kv_head", self.n_kv_head, 1, self.n_head)
             if self.n_head % self.n_kv_head:
                 raise ConfigError(f"{o}: n_head {self.n_head} is not a multiple of n_kv_head {self.n_kv_head}")
         if self.ffn_dim_multiplier is not None:
-            _check_range(o, "ffn_dim_multiplier", self.ffn_dim_multiplier, 1e-3, 1e3)
+            check_range(o, "ffn_dim_multiplier", self.ffn_dim_multiplier, 1e-3, 1e3)
         if self.frame_prediction and self.cls_token_num != self.num_tokens + 1:
             raise ConfigError(
                 f"{o}: frame prediction needs cls_token_num = num_tokens + 1 = {self.num_tokens + 1} "
@@ -587,6 +646,72 @@ GENERATOR_PRESETS: dict[str, typing.Callable[[], GeneratorConfig]] = {
     "micro-fp": lambda: _llama_abs(
         2, 4, 64, vocab_size=64, num_tokens=16, num_classes=10, frame_prediction=True, cls_token_num=17
     ),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Discriminator (training only)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DiscriminatorConfig(ConfigBase):
+    """The architecture of the GAN discriminator of tokenizer training (a ViT over 3-D patches).
+
+    The clip it judges (channels, frames, side) is the tokenizer's and is given to
+    :class:`~larp_lab.models.discriminator.TransformerDiscriminator` with the config, so the sizes live
+    here once and the clip once (in the :class:`TokenizerConfig`). Defaults = the official LARP-L
+    discriminator (``cfgs/larp_tokenizer.yaml``: 384 wide, 12 heads, 8 blocks, 4x8x8 patches).
+    """
+
+    hidden_size: int = 384
+    num_heads: int = 12
+    depth: int = 8
+    temporal_patch_size: int = 4
+    patch_size: int = 8
+    mlp_ratio: float = 4.0
+    layer_norm_eps: float = 1e-5
+
+    def validate(self) -> None:
+        o = "DiscriminatorConfig"
+        for name, hi in (("hidden_size", 16384), ("num_heads", 256), ("depth", 256), ("temporal_patch_size", 512),
+                         ("patch_size", 512)):
+            check_range(o, name, getattr(self, name), 1, hi)
+        check_range(o, "mlp_ratio", self.mlp_ratio, 0.01, 64)
+        check_range(o, "layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"{o}: hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        if self.hidden_size % 4:
+            raise ConfigError(f"{o}: hidden_size must be divisible by 4 for the 3-D sin-cos table, got {self.hidden_size}")
+
+    def grid(self, frame_num: int, input_size: int) -> tuple[int, int, int]:
+        """(t, h, w) patch grid over a clip of ``frame_num`` frames of ``input_size`` squared."""
+        s = input_size // self.patch_size
+        return frame_num // self.temporal_patch_size, s, s
+
+    def check_clip(self, in_channels: int, frame_num: int, input_size: int) -> None:
+        """Refuse a clip that does not divide into the patches, or absurdly many patches."""
+        o = "DiscriminatorConfig"
+        check_range("TransformerDiscriminator", "in_channels", in_channels, 1, 16)
+        check_range("TransformerDiscriminator", "frame_num", frame_num, 1, 4096)
+        check_range("TransformerDiscriminator", "input_size", input_size, 1, 8192)
+        if input_size % self.patch_size or frame_num % self.temporal_patch_size:
+            raise ConfigError(
+                f"{o}: a {frame_num}x{input_size}x{input_size} clip does not divide into "
+                f"{self.temporal_patch_size}x{self.patch_size}x{self.patch_size} patches "
+                "(temporal_patch_size x patch_size x patch_size)"
+            )
+        t, h, w = self.grid(frame_num, input_size)
+        if t * h * w > 1_000_000:
+            raise ConfigError(f"{o}: {t * h * w} patches per clip is absurdly many")
+
+
+#: Discriminator presets: ``official`` (for 16x128x128 clips), ``tiny`` (the ``tiny`` tokenizer's
+#: 16x64x64 clips) and ``micro`` (the ``micro`` tokenizer's 8x32x32 clips, for tests).
+DISCRIMINATOR_PRESETS: dict[str, typing.Callable[[], DiscriminatorConfig]] = {
+    "official": lambda: DiscriminatorConfig(),
+    "tiny": lambda: DiscriminatorConfig(hidden_size=128, num_heads=4, depth=4),
+    "micro": lambda: DiscriminatorConfig(hidden_size=64, num_heads=2, depth=2, temporal_patch_size=2),
 }
 
 

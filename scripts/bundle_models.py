@@ -2,10 +2,11 @@
 
     python scripts/bundle_models.py --tokenizer runs/tok_tiny --generator runs/gen_tiny \
         --predictor runs/fp_tiny --classifier runs/classifier [--clip ../shared/clips/bigbuckbunny.mp4]
+    python scripts/bundle_models.py --bundle OUT   # the output of scripts/train_bundled.py --out OUT
 
 For each model: copy the weights in fp16 storage (loading restores fp32), and write MODEL_CARD.md
-with the data, config, training command, steps, hardware, wall time (from the run directory) and
-the metrics measured here, now, on held-out data:
+with the data, config, training command, steps, hardware, wall time (from the run directory, or
+from ``train_log.json`` of a ``--bundle``) and the metrics measured here, now, on held-out data:
 
 * tokenizer: PSNR/SSIM on held-out synthetic clips and photo pans, PSNR on several 16-frame windows
   of the real Big Buck Bunny clip (centre crop at the model's size; never seen in training),
@@ -32,11 +33,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from larp_lab import LARPGenerator, LARPTokenizer  # noqa: E402
+from larp_lab import LARPGenerator, LARPTokenizer, pipelines  # noqa: E402
 from larp_lab.bundled import DEFAULT_FRAME_PREDICTOR, DEFAULT_GENERATOR, DEFAULT_TOKENIZER  # noqa: E402
 from larp_lab.data.natural import PhotoPans  # noqa: E402
 from larp_lab.data.synthetic import CLASS_NAMES, SyntheticVideos  # noqa: E402
-from larp_lab.data.video import read_video, repeat_last_frame  # noqa: E402
+from larp_lab.data.video import read_video  # noqa: E402
 from larp_lab.evaluation.classifier import VideoClassifier  # noqa: E402
 from larp_lab.evaluation.metrics import psnr  # noqa: E402
 from larp_lab.evaluation.runner import EvalSettings, evaluate_generator, evaluate_tokenizer  # noqa: E402
@@ -60,6 +61,24 @@ def run_info(run: Path) -> dict:
             "config": (run / "config.yaml").read_text() if (run / "config.yaml").exists() else ""}
 
 
+def bundle_infos(bundle: Path) -> tuple[dict[str, dict], dict]:
+    """run_info-like records (plus "command" and "hardware") of the stages of a
+    scripts/train_bundled.py output, from its train_log.json; and the log itself."""
+    import yaml
+
+    log = json.loads((bundle / "train_log.json").read_text())
+    command = "python scripts/train_bundled.py " + " ".join(log.get("argv", [])[1:])
+    hw = f"{log['device_name']} ({log['precision']}, torch {log['torch']}, {log['device']})"
+    infos = {}
+    for key in ("tokenizer", "generator", "frame_predictor"):
+        st = log["stages"][key]
+        infos[key] = {"steps": st["steps"], "wall_minutes": round(st["wall_s"] / 60, 1),
+                      "last_train": st["curve"][-1] if st["curve"] else {}, "last_eval": st["eval"],
+                      "env": {"git_commit": log.get("git_commit")}, "command": command, "hardware": hw,
+                      "config": yaml.safe_dump(json.loads(json.dumps(st["config"])), sort_keys=False)}
+    return infos, log
+
+
 def bbb_windows(clip: Path, frames: int, size: int) -> torch.Tensor:
     """Several 16-frame windows (every second frame) of the real clip, centre-cropped."""
     starts = [0.0, 0.8, 1.6, 2.4, 3.2] if "shared" in str(clip) else [0.0, 1.0, 2.0, 3.0]
@@ -74,9 +93,9 @@ def measure_tokenizer(tok: LARPTokenizer, clip: Path, clf_dir: Path, n: int) -> 
     synth = evaluate_tokenizer(tok, SyntheticVideos(n, c.frame_num, c.input_size, seed=HELD_OUT_SEED), s)
     photos = evaluate_tokenizer(tok, PhotoPans(n // 2, c.frame_num, c.input_size, seed=HELD_OUT_SEED),
                                 EvalSettings(num_clips=n // 2, batch_size=16, progress=False))
-    x = bbb_windows(clip, c.frame_num, c.input_size)
-    rec = tok.decode_indices(tok.encode(x).indices).clamp(-1, 1)
-    bbb = psnr(rec, x)
+    r = pipelines.reconstruct(tok, bbb_windows(clip, c.frame_num, c.input_size))
+    x = r.original
+    bbb = psnr(r.reconstruction, x)
     return {"synthetic": synth, "photo_pans": photos,
             "real_clip": {"clip": clip.name, "windows": len(x), "psnr_db_per_window": [round(float(v), 2) for v in bbb],
                           "psnr_db_mean": float(bbb.mean())}}
@@ -87,25 +106,18 @@ def measure_predictor(tok: LARPTokenizer, pred: LARPGenerator, cond_frames: int,
     c = tok.config
     data = SyntheticVideos(n, c.frame_num, c.input_size, seed=HELD_OUT_SEED + 1)
     x = torch.stack([data[i]["video"] for i in range(n)])
-    p_pred, p_rep, p_rec = [], [], []
-    g = torch.Generator().manual_seed(0)
+    p = pipelines.predict(tok, pred, x, cond_frames=cond_frames, seed=0)
+    r = pipelines.reconstruct(tok, x)
     fut = slice(cond_frames, c.frame_num)
-    for i in range(0, n, 16):
-        xb = x[i : i + 16]
-        cond = tok.encode(repeat_last_frame(xb, cond_frames)).indices
-        out = tok.decode_indices(pred.sample(cond, generator=g)).clamp(-1, 1)
-        rec = tok.decode_indices(tok.encode(xb).indices).clamp(-1, 1)
-        p_pred.append(psnr(out[:, :, fut], xb[:, :, fut]))
-        p_rep.append(psnr(repeat_last_frame(xb, cond_frames)[:, :, fut], xb[:, :, fut]))
-        p_rec.append(psnr(rec[:, :, fut], xb[:, :, fut]))
     return {"clips": n, "cond_frames": cond_frames,
-            "psnr_predicted_frames_db": float(torch.cat(p_pred).mean()),
-            "psnr_repeat_last_frame_db": float(torch.cat(p_rep).mean()),
-            "psnr_tokenizer_reconstruction_of_those_frames_db": float(torch.cat(p_rec).mean())}
+            "psnr_predicted_frames_db": p.metrics["psnr_predicted_db"],
+            "psnr_repeat_last_frame_db": p.metrics["psnr_repeat_last_db"],
+            "psnr_tokenizer_reconstruction_of_those_frames_db": float(psnr(r.reconstruction[:, :, fut],
+                                                                          r.original[:, :, fut]).mean())}
 
 
-def ship(src_model: Path, name: str, dtype=torch.float16) -> Path:
-    dst = ROOT / "checkpoints" / name
+def ship(src_model: Path, name: str, dest: Path, dtype=torch.float16) -> Path:
+    dst = dest / name
     if dst.exists():
         shutil.rmtree(dst)
     cfg = json.loads((src_model / "config.json").read_text())
@@ -120,22 +132,50 @@ def fmt(d: dict, keys: list[str]) -> str:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokenizer", required=True, type=Path)
-    p.add_argument("--generator", required=True, type=Path)
-    p.add_argument("--predictor", required=True, type=Path)
-    p.add_argument("--classifier", required=True, type=Path)
+    p.add_argument("--tokenizer", type=Path, help="run directory of larp-lab train-tokenizer")
+    p.add_argument("--generator", type=Path)
+    p.add_argument("--predictor", type=Path)
+    p.add_argument("--classifier", type=Path)
+    p.add_argument("--bundle", type=Path, help="instead of the four: the --out of scripts/train_bundled.py")
+    p.add_argument("--dest", type=Path, default=ROOT / "checkpoints", help="where the bundled models go")
     p.add_argument("--clip", type=Path, default=ROOT.parent / "shared" / "clips" / "bigbuckbunny.mp4")
     p.add_argument("--clips", type=int, default=256, help="held-out clips per measurement")
     p.add_argument("--cfg-scale", type=float, default=3.0)
     a = p.parse_args()
+    runs = (a.tokenizer, a.generator, a.predictor, a.classifier)
+    if not ((a.bundle is not None and all(r is None for r in runs)) or (a.bundle is None and None not in runs)):
+        p.error("give either --bundle or all of --tokenizer --generator --predictor --classifier")
     clip = a.clip if a.clip.is_file() else ROOT / "examples" / "bigbuckbunny_128.mp4"
     torch.manual_seed(0)
-    tok = LARPTokenizer.from_pretrained(a.tokenizer / "model")
-    gen = LARPGenerator.from_pretrained(a.generator / "model")
-    pred = LARPGenerator.from_pretrained(a.predictor / "model")
-    clf_dir = a.classifier
-    clf_log = json.loads((clf_dir / "train_log.json").read_text())
     hw = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} CPU threads, no GPU"
+    kept_clf = None  # a classifier the bundle run kept: shipped as it is, card included
+    if a.bundle is not None:
+        infos, blog = bundle_infos(a.bundle)
+        sources = {k: a.bundle / n for k, n in (("tokenizer", DEFAULT_TOKENIZER), ("generator", DEFAULT_GENERATOR),
+                                                  ("frame_predictor", DEFAULT_FRAME_PREDICTOR))}
+        clf_dir = a.bundle / CLASSIFIER_NAME
+        cstage = blog["stages"]["classifier"]
+        if clf_dir.is_dir():
+            tr = cstage["trained"]
+            clf_log = {"val_accuracy": tr["pool_val_accuracy"], "num_val": tr["num_val"], "steps": tr["steps"],
+                       "command": infos["tokenizer"]["command"] + " (stage 4)", "hardware": infos["tokenizer"]["hardware"]}
+        else:
+            kept_clf = clf_dir = ROOT / "checkpoints" / CLASSIFIER_NAME
+            clf_log = {"val_accuracy": cstage["accuracy"], "num_val": cstage["clips"], "steps": None}
+    else:
+        infos = {k: {**run_info(r), "hardware": hw, "command": c} for k, r, c in (
+            ("tokenizer", a.tokenizer, "larp-lab train-tokenizer --config configs/tokenizer_tiny.yaml --out runs/tok_tiny"),
+            ("generator", a.generator, "larp-lab train-generator --config configs/generator_tiny.yaml "
+                                       "--tokenizer runs/tok_tiny/model --out runs/gen_tiny"),
+            ("frame_predictor", a.predictor, "larp-lab train-generator --config configs/generator_tiny_fp.yaml "
+                                             "--tokenizer runs/tok_tiny/model --out runs/fp_tiny"))}
+        sources = {"tokenizer": a.tokenizer / "model", "generator": a.generator / "model",
+                   "frame_predictor": a.predictor / "model"}
+        clf_dir = a.classifier
+        clf_log = json.loads((clf_dir / "train_log.json").read_text())
+    tok = LARPTokenizer.from_pretrained(sources["tokenizer"])
+    gen = LARPGenerator.from_pretrained(sources["generator"])
+    pred = LARPGenerator.from_pretrained(sources["frame_predictor"])
     metrics = {"hardware": hw, "tokenizer": measure_tokenizer(tok, clip, clf_dir, a.clips)}
     s = EvalSettings(num_clips=a.clips, batch_size=16, cfg_scale=a.cfg_scale, seed=0, classifier_path=str(clf_dir),
                      progress=False)
@@ -146,22 +186,24 @@ def main() -> int:
                       progress=False)
     metrics["generator_cfg1"] = evaluate_generator(gen, tok, SyntheticVideos(a.clips, c.frame_num, c.input_size,
                                                                              seed=HELD_OUT_SEED), s1)
-    pinfo = run_info(a.predictor)
-    cond_frames = int(json.loads(json.dumps(__import__("yaml").safe_load(pinfo["config"])))["cond_frames"])
+    cond_frames = int(__import__("yaml").safe_load(infos["frame_predictor"]["config"])["cond_frames"])
     metrics["predictor"] = measure_predictor(tok, pred, cond_frames, 64)
     metrics["classifier"] = {"val_accuracy": clf_log["val_accuracy"], "num_val": clf_log["num_val"],
                              "steps": clf_log["steps"]}
     print(json.dumps(metrics, indent=2))
     # ship
-    ship(a.tokenizer / "model", DEFAULT_TOKENIZER)
-    ship(a.generator / "model", DEFAULT_GENERATOR)
-    ship(a.predictor / "model", DEFAULT_FRAME_PREDICTOR)
-    cdst = ROOT / "checkpoints" / CLASSIFIER_NAME
-    if cdst.exists():
-        shutil.rmtree(cdst)
-    VideoClassifier.from_pretrained(clf_dir).save_pretrained(cdst, metadata={"val_accuracy": clf_log["val_accuracy"]})
-    (ROOT / "checkpoints" / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_cards(a, metrics, tok, gen, pred, clf_log, hw, clip)
+    ship(sources["tokenizer"], DEFAULT_TOKENIZER, a.dest)
+    ship(sources["generator"], DEFAULT_GENERATOR, a.dest)
+    ship(sources["frame_predictor"], DEFAULT_FRAME_PREDICTOR, a.dest)
+    cdst = a.dest / CLASSIFIER_NAME
+    if kept_clf is None:
+        if cdst.exists():
+            shutil.rmtree(cdst)
+        VideoClassifier.from_pretrained(clf_dir).save_pretrained(cdst, metadata={"val_accuracy": clf_log["val_accuracy"]})
+    elif kept_clf.resolve() != cdst.resolve():
+        shutil.copytree(kept_clf, cdst, dirs_exist_ok=True)
+    (a.dest / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_cards(infos, metrics, tok, gen, pred, clf_log, hw, clip, a.dest, classifier_card=kept_clf is None)
     return 0
 
 
@@ -174,9 +216,9 @@ LICENCE_DATA = (
 )
 
 
-def _train_section(info: dict, command: str, hw: str) -> str:
+def _train_section(info: dict) -> str:
     return (
-        f"## Training\n\n- Command: `{command}`\n- Steps: {info['steps']}\n- Hardware: {hw}\n"
+        f"## Training\n\n- Command: `{info['command']}`\n- Steps: {info['steps']}\n- Hardware: {info['hardware']}\n"
         f"- Wall time: {info['wall_minutes']} min of training steps (from the run log)\n"
         f"- Code: larp_lab git commit `{info['env'].get('git_commit')}`\n\n"
         f"<details><summary>Resolved config (config.yaml of the run)</summary>\n\n```yaml\n{info['config']}```\n"
@@ -184,8 +226,7 @@ def _train_section(info: dict, command: str, hw: str) -> str:
     )
 
 
-def write_cards(a, m, tok, gen, pred, clf_log, hw, clip) -> None:
-    ck = ROOT / "checkpoints"
+def write_cards(infos, m, tok, gen, pred, clf_log, hw, clip, ck: Path, classifier_card: bool = True) -> None:
     t = m["tokenizer"]
     c = tok.config
     syn, ph, real = t["synthetic"], t["photo_pans"], t["real_clip"]
@@ -201,7 +242,7 @@ blocks; prior {c.prior.n_layer} layers x {c.prior.n_embd} wide; {tok.num_paramet
 
 {LICENCE_DATA}
 
-{_train_section(run_info(a.tokenizer), "larp-lab train-tokenizer --config configs/tokenizer_tiny.yaml --out runs/tok_tiny", hw)}
+{_train_section(infos["tokenizer"])}
 ## Metrics (measured by scripts/bundle_models.py on held-out data)
 
 | set | PSNR (dB) | SSIM | codebook usage | perplexity | proxy rFVD |
@@ -233,7 +274,7 @@ width {gc.dim}, {gc.n_head} heads, {gc.num_tokens} tokens over {gc.vocab_size} c
 
 Tokens of synthetic clips (see {DEFAULT_TOKENIZER}/MODEL_CARD.md). MIT licence.
 
-{_train_section(run_info(a.generator), "larp-lab train-generator --config configs/generator_tiny.yaml --tokenizer runs/tok_tiny/model --out runs/gen_tiny", hw)}
+{_train_section(infos["generator"])}
 ## Metrics ({g['samples']} samples, classes balanced, seed 0, measured by scripts/bundle_models.py)
 
 | CFG scale | class accuracy (proxy classifier) | proxy gFVD | sampling s/clip |
@@ -259,7 +300,7 @@ the whole clip. {pc.n_layer} layers, width {pc.dim}; {pred.num_parameters() / 1e
 
 Tokens of synthetic clips (see {DEFAULT_TOKENIZER}/MODEL_CARD.md). MIT licence.
 
-{_train_section(run_info(a.predictor), "larp-lab train-generator --config configs/generator_tiny_fp.yaml --tokenizer runs/tok_tiny/model --out runs/fp_tiny", hw)}
+{_train_section(infos["frame_predictor"])}
 ## Metrics ({pm['clips']} held-out synthetic clips, sampled at temperature 1, seed 0)
 
 | predicted frames ({pm['cond_frames']}..{tok.config.frame_num - 1}) | PSNR (dB) |
@@ -271,6 +312,8 @@ Tokens of synthetic clips (see {DEFAULT_TOKENIZER}/MODEL_CARD.md). MIT licence.
 Target: better than repeating the last frame ({'met' if pm['psnr_predicted_frames_db'] > pm['psnr_repeat_last_frame_db'] else 'missed'}).
 """
     (ck / DEFAULT_FRAME_PREDICTOR / "MODEL_CARD.md").write_text(pred_card)
+    if not classifier_card:  # kept as bundled, with its own card
+        return
     clf_card = f"""# {CLASSIFIER_NAME}
 
 The small 3-D convolutional video classifier behind larp_lab's offline proxy metrics (proxy FVD from
@@ -279,8 +322,8 @@ dataset at 16x64x64. Held-out accuracy: {clf_log['val_accuracy']:.1%} on {clf_lo
 
 ## Training
 
-- Command: `larp-lab train-classifier --out runs/classifier --steps {clf_log['steps']} --clips 6000 --width 16`
-- Hardware: {hw}
+- Command: `{clf_log.get('command', f"larp-lab train-classifier --out runs/classifier --steps {clf_log['steps']} --clips 6000 --width 16")}`
+- Hardware: {clf_log.get('hardware', hw)}
 - Data: the procedural synthetic dataset (no external content). MIT licence.
 """
     (ck / CLASSIFIER_NAME / "MODEL_CARD.md").write_text(clf_card)

@@ -1,15 +1,17 @@
 """Execute the notebooks and save one picture from each for the README (docs/notebooks/NN.png).
 
-    python scripts/notebook_pictures.py [--pick 00:2 01:0 ...]
+    python scripts/notebook_pictures.py [--pick 00:2 01:0 ...] [--only 00 04] [--out docs/notebooks]
 
 The picture is the first PNG output of the notebook (or the N-th with --pick NN:N). Outputs are not
-written back into the notebooks (they stay stripped).
+written back into the notebooks (they stay stripped). The notebooks run as committed: after editing a
+source in notebooks/src/, run `make notebooks` first (this script stops when a notebook is out of date).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,9 +26,14 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pick", nargs="*", default=[])
     p.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run")
+    p.add_argument("--out", type=Path, default=ROOT / "docs" / "notebooks", help="folder for the NN.png files")
     a = p.parse_args()
     picks = {k: int(v) for k, v in (x.split(":") for x in a.pick)}
-    out = ROOT / "docs" / "notebooks"
+    stale = subprocess.run([sys.executable, str(ROOT / "notebooks" / "build.py"), "--check"])
+    if stale.returncode:
+        print("the notebooks differ from notebooks/src/: run `make notebooks` first", file=sys.stderr)
+        return 1
+    out = a.out
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         num = path.name[:2]
@@ -42,7 +49,7 @@ def main() -> int:
             continue
         i = min(picks.get(num, 0), len(pngs) - 1)
         (out / f"{num}.png").write_bytes(base64.b64decode(pngs[i]))
-        print(f"{path.name}: {len(pngs)} pictures, saved #{i} -> docs/notebooks/{num}.png")
+        print(f"{path.name}: {len(pngs)} pictures, saved #{i} -> {out / f'{num}.png'}")
     return 0
 
 

@@ -1,50 +1,24 @@
-"""The Gradio app: `python app.py` on a free port, its API through gradio_client, and an end-to-end
-run in a real headless Chromium driven by Playwright (skipped with a reason where Chromium is
-absent; CI installs it)."""
+"""The Gradio app: `python app.py` on a free port, its API through gradio_client, and end-to-end
+runs in a real headless Chromium driven by Playwright (skipped with a reason where Chromium is
+absent; CI installs it): every tab at a desktop and a phone window size, screenshotted."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import REPO, save_micro_tokenizer
 
+from larp_lab.app import tour
+from larp_lab.app.tour import BROWSER_ARGS, running_app
 from larp_lab.data.video import read_video
 
 CLIP = REPO / "examples" / "bigbuckbunny_128.mp4"
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(args: list[str], env_extra: dict | None = None):
-    port = free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env_extra or {}))
-    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--port", str(port), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited: {proc.stdout.read()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"http://127.0.0.1:{port}/"
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("app did not start within 120 s")
 
 
 @pytest.fixture(scope="module")
@@ -55,14 +29,9 @@ def tok_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_url(tok_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("appwork")
-    proc, url = start_app(["--tokenizer", str(tok_dir), "--generator", "untrained:micro", "--predictor",
-                           "untrained:micro-fp"], {"TMPDIR": str(work)})
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(REPO / "app.py", ["--tokenizer", str(tok_dir), "--generator", "untrained:micro", "--predictor",
+                                      "untrained:micro-fp"], env={"TMPDIR": str(work)}) as url:
+        yield url
 
 
 def test_reconstruct_endpoint(app_url):
@@ -74,6 +43,7 @@ def test_reconstruct_endpoint(app_url):
     assert read_video(path, 8).shape == (3, 8, 32, 32)
     assert metrics["num_tokens"] == 16 and len(metrics["tokens"]) == 16
     assert 0 < metrics["psnr_db"] < 100 and len(metrics["per_frame_psnr_db"]) == 8
+    assert metrics["used"].startswith("8 frames (0.00-0.64 s") and "resized to 32x32" in metrics["used"]
 
 
 def test_generate_endpoint(app_url):
@@ -99,28 +69,41 @@ def test_bad_upload_gives_a_clear_error_and_the_app_keeps_serving(app_url, tmp_p
     assert metrics["num_tokens"] == 16
 
 
-def test_app_refuses_missing_weights_with_one_line():
-    res = subprocess.run([sys.executable, str(REPO / "app.py"), "--tokenizer", "/no/such/dir"], capture_output=True,
+@pytest.mark.parametrize("args,expect", [
+    (["--tokenizer", "/no/such/dir"], "/no/such/dir"),
+    (["--checkpoints", "/no/such/checkpoints"], "/no/such/checkpoints"),  # the bundled models' directory
+])
+def test_app_refuses_missing_weights_with_one_line(args, expect):
+    res = subprocess.run([sys.executable, str(REPO / "app.py"), *args], capture_output=True,
                          text=True, timeout=120, env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: ") and len(res.stderr.strip().splitlines()) == 1
+    assert expect in res.stderr
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed (CI installs it: apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None,
+                                    reason="Chromium is not installed (CI installs it: apt-get install chromium)")
+
+
+@pytest.mark.slow
+@needs_chromium
 def test_browser_end_to_end(app_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     shots = Path(os.environ.get("LARP_LAB_SCREENSHOTS", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=list(BROWSER_ARGS))
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1800})
             page.goto(app_url, wait_until="domcontentloaded")
             page.locator("#rec_btn").wait_for(state="visible", timeout=60_000)
             page.locator("input[type=file]").first.set_input_files(str(CLIP))
+            page.locator("#rec_start input").fill("2")  # start 2 s into the clip
             page.wait_for_timeout(500)
             page.click("#rec_btn")
+            # what the model saw is said next to the result
+            page.locator("#rec_used").get_by_text("8 frames (2.00-2.64 s").wait_for(timeout=60_000)
             video = page.locator("#rec_out video")
             video.wait_for(state="attached", timeout=60_000)
             page.wait_for_function(
@@ -148,3 +131,27 @@ def test_browser_end_to_end(app_url, tmp_path):
 
     _, metrics = Client(app_url, verbose=False).predict(handle_file(str(CLIP)), api_name="/reconstruct")
     assert metrics["num_tokens"] == 16
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_every_tab_at_desktop_and_phone_width(app_url, tmp_path):
+    """Each tab's action runs in the browser; then every tab is shown at 1280x800 and 390x844 and
+    screenshotted, with no page or console error, no error message, no sideways scrolling, video
+    boxes of bounded height, no label over a figure, and what the model saw next to each result."""
+    from PIL import Image
+
+    shots = Path(os.environ.get("LARP_LAB_SCREENSHOTS", tmp_path)) / "tabs"
+    res = tour.tour(app_url, CLIP, shots, sizes=(tour.DESKTOP, tour.PHONE), chromium=CHROMIUM, start_s=2.0)
+    assert res.problems == []
+    names = sorted(p.name for p in res.screenshots)
+    assert names == sorted(f"{t.lower()}_{w}x{h}.png" for t in tour.TABS for w, h in (tour.DESKTOP, tour.PHONE))
+    for p in res.screenshots:
+        with Image.open(p) as im:
+            w = int(p.stem.split("_")[-1].split("x")[0])
+            assert im.size[0] == w and im.size[1] >= 700, (p.name, im.size)  # whole pages, at the window's width
+    for tab in ("Reconstruct", "Predict", "Explore"):  # what the model saw, from the start time given
+        assert res.used[tab].startswith("The model saw: 8 frames (2.00-2.64 s"), res.used
+        assert "128x128 resized to 32x32" in res.used[tab]
+    assert "token " in res.token_hover and "code " in res.token_hover  # the token ids show on hover
+    assert len(res.video_box_h) == 14 and max(res.video_box_h.values()) <= tour.MAX_VIDEO_BOX_H

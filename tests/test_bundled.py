@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import shutil
 
+import pytest
 import torch
 from conftest import REPO
 
-from larp_lab import load_default_frame_predictor, load_default_generator, load_default_tokenizer
+from larp_lab import (
+    CheckpointError,
+    bundled,
+    load_default_frame_predictor,
+    load_default_generator,
+    load_default_tokenizer,
+)
 from larp_lab.bundled import checkpoints_dir
 from larp_lab.data.video import read_video, repeat_last_frame
 
@@ -72,3 +80,60 @@ def test_bundled_classifier_loads():
     x = read_video(REPO / "examples" / "synthetic_bouncing.mp4", 16, size=64).unsqueeze(0)
     with torch.inference_mode():
         assert clf(x).shape == (1, len(CLASS_NAMES))
+
+
+# ------------------------------------------------------------------------------------------------
+# where the bundled models are looked for
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_explicit_dir(monkeypatch):
+    monkeypatch.delenv("LARP_LAB_CHECKPOINTS", raising=False)
+    bundled.set_checkpoints_dir(None)
+    yield
+    bundled.set_checkpoints_dir(None)
+
+
+def _copy_tokenizer(dst):
+    shutil.copytree(CKPT / bundled.DEFAULT_TOKENIZER, dst / bundled.DEFAULT_TOKENIZER)
+    return dst
+
+
+def test_checkpoints_dir_order(no_explicit_dir, monkeypatch, tmp_path):
+    assert checkpoints_dir() == CKPT  # a repository clone: checkpoints/ next to the package
+    env_dir = _copy_tokenizer(tmp_path / "env")
+    monkeypatch.setenv("LARP_LAB_CHECKPOINTS", str(env_dir))
+    assert checkpoints_dir() == env_dir
+    assert bundled.bundled_path(bundled.DEFAULT_TOKENIZER) == env_dir / bundled.DEFAULT_TOKENIZER
+    assert load_default_tokenizer().config.num_tokens == 256
+    explicit = _copy_tokenizer(tmp_path / "explicit")
+    bundled.set_checkpoints_dir(explicit)  # --checkpoints DIR wins over the environment
+    assert checkpoints_dir() == explicit
+    assert bundled.resolve_tokenizer(bundled.DEFAULT_TOKENIZER).config.num_tokens == 256
+    assert bundled.has_bundled(bundled.DEFAULT_TOKENIZER) and not bundled.has_bundled(bundled.DEFAULT_GENERATOR)
+    with pytest.raises(CheckpointError, match=f"bundled model '{bundled.DEFAULT_GENERATOR}' is not in"):
+        load_default_generator()
+
+
+def test_missing_checkpoints_dir_errors(no_explicit_dir, monkeypatch, tmp_path):
+    bundled.set_checkpoints_dir(tmp_path / "nowhere")
+    with pytest.raises(CheckpointError, match="--checkpoints .*nowhere: no such directory"):
+        checkpoints_dir()
+    bundled.set_checkpoints_dir(None)
+    monkeypatch.setenv("LARP_LAB_CHECKPOINTS", str(tmp_path / "gone"))
+    with pytest.raises(CheckpointError, match="LARP_LAB_CHECKPOINTS=.*gone: no such directory"):
+        load_default_tokenizer()
+    assert not bundled.has_bundled(bundled.DEFAULT_TOKENIZER)  # never raises
+    monkeypatch.delenv("LARP_LAB_CHECKPOINTS")
+    # an installed wheel: no checkpoints/ next to the package
+    monkeypatch.setattr(bundled, "REPO_CHECKPOINTS", tmp_path / "site-packages" / "checkpoints")
+    with pytest.raises(CheckpointError) as e:
+        load_default_tokenizer()
+    msg = str(e.value)
+    assert "not part of an installed" in msg and "LARP_LAB_CHECKPOINTS" in msg and "--checkpoints" in msg
+    assert "Hub repo id" in msg and "\n" not in msg
+    assert bundled.find_checkpoints_dir() is None
+    # a Hub id or a directory still resolves without the bundle (here: a directory)
+    d = _copy_tokenizer(tmp_path / "own")
+    assert bundled.resolve_tokenizer(str(d / bundled.DEFAULT_TOKENIZER)).config.num_tokens == 256

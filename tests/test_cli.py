@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 import torch
 from conftest import REPO, save_micro_tokenizer
 
+from larp_lab.bundled import set_checkpoints_dir
 from larp_lab.cli import main
 from larp_lab.data.video import read_video, write_video
 
@@ -36,13 +38,64 @@ def test_reconstruct_writes_a_playable_video_and_tokens(tok_dir, tmp_path, capsy
     assert rc == 0
     text = capsys.readouterr().out
     assert "PSNR" in text and "16 tokens" in text
+    assert f"tokenizer: {tok_dir}" in text
+    assert "used: 8 frames (0.00-0.64 s, every frame at 12.5 fps) of bigbuckbunny_128.mp4; 128x128 resized to 32x32" in text
     video = read_video(out, 8)
     assert video.shape == (3, 8, 32, 64)  # original | reconstruction
     tokens = np.load(tmp_path / "t.npy")
     assert tokens.shape == (16,) and tokens.dtype == np.int64
     assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.gif"), "--tokenizer", str(tok_dir),
                  "--tokens", str(tmp_path / "t.json")]) == 0
-    assert len(json.loads((tmp_path / "t.json").read_text())) == 16
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["tokenizer"] == str(tok_dir) and saved["tokens"] == tokens.tolist()
+
+
+def test_reconstruct_start_takes_later_frames_and_says_so(tok_dir, tmp_path, capsys):
+    from larp_lab import LARPTokenizer, pipelines
+
+    tok_json = tmp_path / "t.json"
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", str(tok_dir),
+                 "--start", "2", "--tokens", str(tok_json)]) == 0
+    assert "used: 8 frames (2.00-2.64 s" in capsys.readouterr().out
+    r = pipelines.reconstruct(LARPTokenizer.from_pretrained(tok_dir), EXAMPLE, start_time=2.0)
+    assert json.loads(tok_json.read_text())["tokens"] == r.tokens[0].tolist()
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", str(tok_dir),
+                 "--start", "99"]) == 2
+    assert "past its end" in capsys.readouterr().err
+
+
+def test_reconstruct_names_the_bundled_tokenizer(tmp_path, capsys):
+    from larp_lab.bundled import DEFAULT_TOKENIZER, checkpoints_dir
+
+    if not (checkpoints_dir() / DEFAULT_TOKENIZER / "config.json").is_file():
+        pytest.skip("no bundled tokenizer in this checkout")
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4")]) == 0
+    assert f"tokenizer: {DEFAULT_TOKENIZER}\n" in capsys.readouterr().out
+
+
+def test_checkpoints_option_moves_the_bundled_models(tok_dir, tmp_path, capsys):
+    from larp_lab.bundled import DEFAULT_TOKENIZER, checkpoints_dir
+
+    root = tmp_path / "ckpts"
+    shutil.copytree(tok_dir, root / DEFAULT_TOKENIZER)
+    try:
+        assert main(["--checkpoints", str(root), "reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4")]) == 0
+        assert checkpoints_dir() == root
+        out = capsys.readouterr().out
+        assert f"tokenizer: {DEFAULT_TOKENIZER}" in out
+        # the bundled name resolved to the copy in root: the same tokens as the directory itself
+        assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", DEFAULT_TOKENIZER,
+                     "--tokens", str(tmp_path / "a.npy")]) == 0
+        assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", str(tok_dir),
+                     "--tokens", str(tmp_path / "b.npy")]) == 0
+        assert np.array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+    finally:
+        set_checkpoints_dir(None)
+    missing = tmp_path / "nothing"
+    assert main(["--checkpoints", str(missing), "info", str(tok_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and str(missing) in err
+    set_checkpoints_dir(None)
 
 
 def test_sample_with_untrained_presets_is_labelled(tmp_path, capsys):
@@ -52,6 +105,7 @@ def test_sample_with_untrained_presets_is_labelled(tmp_path, capsys):
     files = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert files == ["sample_00.mp4", "sample_01.mp4", "tokens.npy"]
     assert np.load(tmp_path / "s" / "tokens.npy").shape == (2, 16)
+    assert "UNTRAINED" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("make_input,expect", [
@@ -88,13 +142,128 @@ def test_bad_arguments_exit_2(args, expect, tmp_path):
 
 
 def test_info_and_convert_via_subprocess(official_tokenizer_dir, tmp_path):
+    from larp_lab import LARPTokenizer
+
     d, _, _ = official_tokenizer_dir
-    res = run_cli("info", str(d))
-    assert res.returncode == 0 and json.loads(res.stdout)["format"] == "official"
+    res = run_cli("info", str(d), "--json")
+    assert res.returncode == 0 and json.loads(res.stdout)["source_format"] == "official"
+    n = sum(p.numel() for p in LARPTokenizer.from_pretrained(d).parameters())
+    assert json.loads(res.stdout)["parameters"] == n  # from the safetensors header; the fixed tables left out
     res = run_cli("convert", str(d), str(tmp_path / "conv"), "--dtype", "float16")
     assert res.returncode == 0, res.stderr
     res = run_cli("info", str(tmp_path / "conv"))
-    assert json.loads(res.stdout)["format"] == "larp_lab"
+    assert res.returncode == 0, res.stderr
+    assert "format:     larp_lab format 1" in res.stdout and "stored as float16" in res.stdout
+    assert "8 frames of 32x32" in res.stdout and "16 holistic tokens" in res.stdout
+
+
+CARD = """# my-generator
+
+Words about the model.
+
+## Training
+
+- Command: `larp-lab train-generator --config c.yaml`
+- Steps: 1200
+- Hardware: x86_64, 2 CPU threads, no GPU
+- Wall time: 16.8 min of training steps
+
+<details><summary>Resolved config</summary>
+
+| not | shown |
+|---|---|
+| 1 | 2 |
+</details>
+
+## Metrics (96 samples, seed 0)
+
+| CFG scale | class accuracy | proxy gFVD |
+|---|---|---|
+| 3.0 | 91.4% | 18.2 |
+| 1.0 | 80.0% | - |
+
+- prior: 7.1 bits per token (uniform: 10 bits)
+"""
+
+
+def test_info_describes_a_model_for_a_user(tmp_path, capsys):
+    from larp_lab import LARPGenerator
+    from larp_lab.bundled import DEFAULT_GENERATOR
+    from larp_lab.config import GENERATOR_PRESETS
+
+    names = tuple(f"kind {i}" for i in range(10))
+    gen = LARPGenerator(GENERATOR_PRESETS["micro"]().replace(class_names=names))
+    root = tmp_path / "ckpts"
+    d = gen.save_pretrained(root / DEFAULT_GENERATOR)
+    (d / "MODEL_CARD.md").write_text(CARD)
+    assert main(["info", str(d)]) == 0
+    out = capsys.readouterr().out
+    n = sum(p.numel() for p in gen.parameters())
+    assert "model:      class-conditional LARP generator" in out
+    assert "tokens:     16 tokens per clip from a vocabulary of 64" in out
+    assert f"parameters: {n / 1e6:.2f}M" in out
+    assert "classes:    10: kind 0, kind 1, kind 2" in out and "format:     larp_lab format 1" in out
+    assert "training (from MODEL_CARD.md):\n  Command: `larp-lab train-generator --config c.yaml`\n  Steps: 1200" in out
+    assert "  Hardware: x86_64, 2 CPU threads, no GPU\n  Wall time: 16.8 min" in out
+    assert "  (96 samples, seed 0)\n  CFG scale 3.0: class accuracy 91.4%, proxy gFVD 18.2\n" in out
+    assert "  CFG scale 1.0: class accuracy 80.0%\n  prior: 7.1 bits per token (uniform: 10 bits)" in out
+    assert "not" not in out.split("metrics")[-1].split()  # the <details> block is skipped
+    # by bundled name (--checkpoints), and as JSON
+    try:
+        assert main(["--checkpoints", str(root), "info", DEFAULT_GENERATOR, "--json"]) == 0
+    finally:
+        set_checkpoints_dir(None)
+    info = json.loads(capsys.readouterr().out)
+    assert info["class_names"] == list(names) and info["parameters"] == n and info["num_classes"] == 10
+    assert info["card"]["training"][1] == "Steps: 1200"
+    # a tokenizer: clip size, tokens, codebook, prior share of the parameters; no card said so
+    from larp_lab import LARPTokenizer
+
+    tok_dir = save_micro_tokenizer(tmp_path / "tok")
+    tok = LARPTokenizer.from_pretrained(tok_dir)
+    assert main(["info", str(tok_dir)]) == 0
+    out = capsys.readouterr().out
+    prior = sum(p.numel() for p in tok.prior_model.parameters())
+    total = sum(p.numel() for p in tok.parameters())
+    assert "model:      LARP video tokenizer with its AR prior" in out
+    assert "clips:      8 frames of 32x32" in out and "codebook:   64 codes of 16 dimensions" in out
+    assert f"parameters: {total / 1e6:.2f}M (prior {prior / 1e6:.2f}M, the rest {(total - prior) / 1e6:.2f}M)" in out
+    assert "no MODEL_CARD.md" in out and "classes" not in out
+
+
+def _help_text(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([*args, "sample", "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_sample_help_lists_the_classes_from_config_json_only(tmp_path, capsys):
+    from larp_lab.bundled import DEFAULT_GENERATOR
+
+    root = tmp_path / "ckpts"
+    (root / DEFAULT_GENERATOR).mkdir(parents=True)
+    body = {"larp_lab_format": 1, "model": "generator", "config": {"class_names": ["cats", "100% dogs", "owls"]}}
+    (root / DEFAULT_GENERATOR / "config.json").write_text(json.dumps(body))  # no weights: none are read
+    text = _help_text(capsys, "--checkpoints", str(root))
+    assert f"The default generator ({DEFAULT_GENERATOR}) has 3 classes: cats; 100% dogs; owls" in text.replace(
+        "- ", "-")
+    text = _help_text(capsys, "--checkpoints", str(tmp_path / "missing"))
+    assert "larp-lab info GENERATOR" in text and "--checkpoints DIR" in text and "classes:" not in text
+
+
+def test_sample_help_lists_the_bundled_classes():
+    from larp_lab.bundled import DEFAULT_GENERATOR, checkpoints_dir
+
+    if not (checkpoints_dir() / DEFAULT_GENERATOR / "config.json").is_file():
+        pytest.skip("no bundled generator in this checkout")
+    names = json.loads((checkpoints_dir() / DEFAULT_GENERATOR / "config.json").read_text())["config"]["class_names"]
+    res = run_cli("sample", "--help")
+    assert res.returncode == 0
+    text = " ".join(res.stdout.split()).replace("- ", "-")
+    assert f"has {len(names)} classes: " + "; ".join(names) in text
+    res = run_cli("info", DEFAULT_GENERATOR)
+    assert res.returncode == 0 and ", ".join(names) in res.stdout
 
 
 def test_video_helpers_round_trip(tmp_path):

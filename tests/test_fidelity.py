@@ -14,8 +14,8 @@ from conftest import FIXTURES, max_abs
 
 from larp_lab import TOKENIZER_PRESETS, LARPGenerator, LARPTokenizer
 from larp_lab.config import GENERATOR_PRESETS
-from larp_lab.hub import official_generator_config, official_tokenizer_config
 from larp_lab.models.generator import top_k_top_p_filter
+from larp_lab.official import official_generator_config, official_tokenizer_config
 
 TOL = 1e-5
 

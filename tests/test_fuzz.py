@@ -24,6 +24,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from larp_lab.checkpoint import CheckpointError, read_safetensors_header
 from larp_lab.config import (
     GENERATOR_PRESETS,
     PRIOR_PRESETS,
@@ -34,7 +35,6 @@ from larp_lab.config import (
     TokenizerConfig,
 )
 from larp_lab.data.video import VideoError, VideoLimits, read_video
-from larp_lab.hub import CheckpointError, read_safetensors_header
 
 FUZZ = settings(max_examples=150, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])

@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from larp_lab.models.discriminator import DISCRIMINATOR_PRESETS, DiscriminatorConfig, TransformerDiscriminator
+from larp_lab.config import DISCRIMINATOR_PRESETS, ConfigError, DiscriminatorConfig
+from larp_lab.models.discriminator import TransformerDiscriminator
 from larp_lab.models.layers import sincos_3d
+from larp_lab.training.config import GANConfig
 from larp_lab.training.gan import (
     DiscriminatorSchedule,
-    GANConfig,
     LeCamEMA,
     adaptive_weight,
     discriminator_step_loss,
@@ -55,7 +56,7 @@ def test_official_discriminator_layout():
 
 def test_discriminator_forward_and_init():
     cfg = DISCRIMINATOR_PRESETS["micro"]()
-    disc = TransformerDiscriminator(cfg)
+    disc = TransformerDiscriminator(cfg, input_size=32, frame_num=8)
     video = torch.rand(3, 3, 8, 32, 32) * 2 - 1
     logits = disc(video)
     assert logits.shape == (3,) and logits.dtype == torch.float32
@@ -67,10 +68,12 @@ def test_discriminator_forward_and_init():
     assert disc.cls_token.grad is not None and disc.cls_token.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="discriminator expects"):
         disc(torch.zeros(1, 3, 16, 32, 32))
-    with pytest.raises(ValueError):
-        DiscriminatorConfig(input_size=100).validate()
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="does not divide into 4x8x8 patches"):
+        TransformerDiscriminator(DiscriminatorConfig(), input_size=100)
+    with pytest.raises(ConfigError, match="unknown keys"):
         DiscriminatorConfig.from_dict({"hidden_size": 64, "heads": 2})
+    with pytest.raises(ConfigError, match="hidden_size 66 is not divisible by num_heads 4"):
+        DiscriminatorConfig(hidden_size=66, num_heads=4).validate()
 
 
 # ================================================================================================
@@ -182,6 +185,12 @@ def test_gan_config():
         GANConfig.from_dict({**cfg.to_dict(), "d_update_freq": 0})
     with pytest.raises(ValueError, match="unknown keys"):
         GANConfig.from_dict({"heads": 3})
+    # GANConfig owns the discriminator's sizes; files written before they moved still read
+    old = GANConfig.from_dict({"hidden_size": 64, "num_heads": 2, "depth": 1})
+    assert old.discriminator == DiscriminatorConfig(hidden_size=64, num_heads=2, depth=1)
+    assert GANConfig.from_dict(old.to_dict()) == old
+    with pytest.raises(ConfigError, match="DiscriminatorConfig: hidden_size 100 is not divisible by num_heads 3"):
+        GANConfig.from_dict({"discriminator": {"hidden_size": 100, "num_heads": 3}})
 
 
 def test_adaptive_weight():
@@ -193,7 +202,7 @@ def test_adaptive_weight():
 
 
 def test_discriminator_and_generator_step_losses():
-    disc = TransformerDiscriminator(DISCRIMINATOR_PRESETS["micro"]())
+    disc = TransformerDiscriminator(DISCRIMINATOR_PRESETS["micro"](), input_size=32, frame_num=8)
     real = torch.rand(2, 3, 8, 32, 32) * 2 - 1
     fake = (torch.rand(2, 3, 8, 32, 32) * 2 - 1).requires_grad_(True)
     cfg = GANConfig()

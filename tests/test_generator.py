@@ -195,3 +195,63 @@ def test_training_step_reduces_loss():
         opt.step()
     g.eval()
     assert g.loss(z, labels).item() < 0.5 * first
+
+
+# ------------------------------------------------------------------------------------------------
+# sampling after a fixed prefix
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(cfg_scale=2.0), dict(cfg_scale=3.0, cfg_interval=4)])
+def test_greedy_prefix_continues_the_greedy_sample(gen, kw):
+    labels = torch.tensor([0, 2, 4])
+    full = gen.sample(labels, greedy=True, **kw)
+    # k = 5, 6 straddle the step where cfg_interval=4 switches guidance off
+    for k, use_cache in ((0, True), (1, True), (3, True), (5, True), (6, True), (15, True), (16, True),
+                         (5, False), (6, False)):
+        out = gen.sample(labels, greedy=True, prefix=full[:, :k], use_cache=use_cache, **kw)
+        assert out.shape == (3, 16) and out.dtype == torch.int64
+        assert torch.equal(out, full), (k, use_cache)
+
+
+def test_prefix_cached_equals_uncached():
+    g = make(n_head=4, n_kv_head=2)  # grouped KV heads as well
+    labels = torch.tensor([1, 3])
+    prefix = torch.randint(0, 64, (2, 5), generator=torch.Generator().manual_seed(4))
+    for kw in (dict(greedy=True), dict(cfg_scale=1.5, top_k=10, top_p=0.9), dict(cfg_scale=2.0, cfg_interval=6)):
+        a = g.sample(labels, prefix=prefix, generator=torch.Generator().manual_seed(3), **kw)
+        b = g.sample(labels, prefix=prefix, generator=torch.Generator().manual_seed(3), use_cache=False, **kw)
+        assert torch.equal(a, b) and torch.equal(a[:, :5], prefix)
+    # a prefix the model would not have chosen really steers what follows
+    free = g.sample(labels, greedy=True)
+    forced = free[:, :5].flip(0)
+    steered = g.sample(labels, greedy=True, prefix=forced)
+    assert torch.equal(steered[:, :5], forced) and not torch.equal(steered[:, 5:], free[:, 5:])
+    # every continued token is the argmax given what precedes it
+    assert torch.equal(steered[:, 5:], g(steered, labels).argmax(-1)[:, 5:])
+
+
+def test_prefix_with_length_and_frame_prediction():
+    g = make()
+    labels = torch.tensor([2])
+    assert torch.equal(g.sample(labels, greedy=True, length=8, prefix=torch.tensor([[7, 8]]))[:, :2],
+                       torch.tensor([[7, 8]]))
+    fp = make(frame_prediction=True, cls_token_num=17)
+    cond = torch.randint(0, 64, (2, 16))
+    full = fp.sample(cond, greedy=True)
+    assert torch.equal(fp.sample(cond, greedy=True, prefix=full[:, :9]), full)
+    assert torch.equal(fp.sample(cond, greedy=True, prefix=full[:, :9], use_cache=False), full)
+
+
+def test_prefix_arguments_are_checked(gen):
+    labels = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match=r"k <= 8"):
+        gen.sample(labels, length=8, prefix=torch.zeros(2, 9, dtype=torch.long))
+    with pytest.raises(ValueError, match="2 conditions for 3 prefixes"):
+        gen.sample(labels, prefix=torch.zeros(3, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match="lie in"):
+        gen.sample(labels, prefix=torch.full((2, 2), 64))
+    with pytest.raises(TypeError):
+        gen.sample(labels, prefix=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"\(B, k\)"):
+        gen.sample(labels, prefix=torch.zeros(4, dtype=torch.long))

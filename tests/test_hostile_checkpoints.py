@@ -290,7 +290,7 @@ def test_absurd_sizes_are_refused_before_allocation(kind, good, tmp_path, capsys
 def _tiny_file_huge_tables(kind: str, official_tokenizer_dir, official_generator_dir, dest: Path) -> Path:
     """An official-format checkpoint of ~2 MB whose config asks for recomputed fixed tables of hundreds
     of millions of elements (they may be absent from official files). Before the limit
-    ``hub.MAX_RECOMPUTED_ELEMENTS``, loading the tokenizer one allocated ~1-5 GB."""
+    ``checkpoint.MAX_RECOMPUTED_ELEMENTS``, loading the tokenizer one allocated ~1-5 GB."""
     src = (official_tokenizer_dir if kind == "tokenizer" else official_generator_dir)[0]
     d = clone(src, dest)
     sd = load_file(str(d / "model.safetensors"))

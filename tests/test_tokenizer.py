@@ -70,16 +70,25 @@ def test_shapes(kw):
     assert int(enc.indices.min()) >= 0 and int(enc.indices.max()) < cfg.codebook_size
 
 
-def test_other_clip_sizes_that_divide_into_patches(tok):
+def test_other_clip_sizes_are_refused_unless_asked_for(tok):
     x = video(1, 16, 48)  # the model was configured for 8x32x32
+    for call in (tok.encode, tok.reconstruct, tok.run_with_cache):
+        with pytest.raises(ValueError, match=r"takes 8x32x32 clips .*got 16x48x48.*read_video\(path, num_frames=8, size=32\)"):
+            call(x)
+    with pytest.raises(ValueError, match="takes 8x32x32"):
+        tok(x)  # the training forward too
     with torch.no_grad():
-        enc = tok.encode(x)
+        enc = tok.encode(x, any_size=True)
         rec = tok.decode(enc.embeddings, enc.video_shape)
-        again = tok.reconstruct(x)
+        again = tok.reconstruct(x, any_size=True)
+        cached, cache = tok.run_with_cache(x, any_size=True)
     assert rec.shape == x.shape
-    assert torch.equal(rec, again)
+    assert torch.equal(rec, again) and torch.equal(rec, cached)
+    assert cache.layout.patch_grid == (4, 6, 6)
     with pytest.raises(ValueError, match="does not divide"):
         tok.encode(video(1, 8, 30))
+    with pytest.raises(ValueError, match="does not divide"):
+        tok.encode(video(1, 8, 30), any_size=True)
     with pytest.raises(ValueError, match="channels"):
         tok.encode(torch.zeros(1, 1, 8, 32, 32))
     with pytest.raises(ValueError, match="shape"):
@@ -205,26 +214,36 @@ def test_unknown_hook_names_are_refused(tok):
     assert "encoder.blocks.0.attn.hook_attn" in names and "hook_encoder_out" in names
 
 
-def test_capture_does_not_slow_the_normal_path(tok):
-    """With nothing captured, no explicit attention matrix is built (the fused path runs): check it
-    structurally rather than by timing."""
+def test_capture_does_not_slow_the_normal_path(tok, monkeypatch):
+    """With nothing capturing attention, no explicit attention matrix is built (the fused path runs):
+    check it structurally rather than by timing."""
     import larp_lab.models.layers as layers
 
-    calls = []
-    orig = layers.HookPoint.forward
+    calls, built = [], []
+    orig_forward, orig_probs = layers.HookPoint.forward, layers.attention_probabilities
 
     def spy(self, x):
         calls.append(x.shape)
-        return orig(self, x)
+        return orig_forward(self, x)
 
-    layers.HookPoint.forward = spy
-    try:
-        with torch.no_grad():
-            tok.encode(video(1))
-    finally:
-        layers.HookPoint.forward = orig
-    # hook points on the residual stream are passed through, but no (B, H, L, L) probabilities exist
-    assert all(len(s) != 4 for s in calls)
+    def spy_probs(*args, **kwargs):
+        built.append(1)
+        return orig_probs(*args, **kwargs)
+
+    monkeypatch.setattr(layers.HookPoint, "forward", spy)
+    monkeypatch.setattr(layers, "attention_probabilities", spy_probs)
+    x = video(1)
+    with torch.no_grad():
+        tok.reconstruct(x)
+        assert built == []
+        # hook points pass through, but no (B, H, L, L) probabilities exist (L = 48 rows, hd = 16)
+        assert calls and all(not (len(s) == 4 and s[-1] == s[-2] == 48) for s in calls)
+        with tok.capture(attention=False):
+            tok.reconstruct(x)
+        assert built == []
+        with tok.capture(names=["decoder.blocks.1.attn.hook_attn"]):
+            tok.reconstruct(x)
+        assert len(built) == 1  # only the captured block pays for the explicit softmax
 
 
 # ------------------------------------------------------------------------------------------------

@@ -220,7 +220,7 @@ def test_shipped_configs_parse(name):
 
 
 def test_gan_training_resumes_exactly(tmp_path):
-    gan = {"hidden_size": 32, "num_heads": 2, "depth": 1, "temporal_patch_size": 4, "patch_size": 8,
+    gan = {"discriminator": {"hidden_size": 32, "num_heads": 2, "depth": 1, "temporal_patch_size": 4, "patch_size": 8},
            "d_update_freq": 2, "start_unit": "step", "disc_start": 0}
     cfg = tok_cfg(run={"max_steps": 6, "save_every": 3}, gan=gan)
     train_tokenizer(cfg, tmp_path / "a", device="cpu", progress=False)
@@ -231,6 +231,29 @@ def test_gan_training_resumes_exactly(tmp_path):
     assert all("g_adv" in r for r in la)
     for ra, rb in zip(la, lb):
         assert ra["loss"] == rb["loss"] and ra.get("d_loss") == rb.get("d_loss"), ra["step"]
+
+
+def test_max_steps_shortens_a_longer_warmup(tmp_path):
+    cfg = tok_cfg(optim={"warmup_steps": 20})  # a 30-step run with a 20-step warm-up
+    with pytest.warns(UserWarning, match="warm-up is shortened to 2 steps"):
+        res = train_tokenizer(cfg, tmp_path / "r", max_steps=2, device="cpu", progress=False)
+    assert res["step"] == 2
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert (saved["optim"]["warmup_steps"], saved["run"]["max_steps"]) == (2, 2)
+    assert [r["lr"] for r in read_log(tmp_path / "r")] == pytest.approx([0.001, 0.002])  # (step + 1) / 2 * lr
+
+
+@pytest.mark.parametrize("bad,field", [("run: {log_every: 0}", "RunConfig.log_every"),
+                                       ("optim: {grad_accum: 0}", "OptimConfig.grad_accum")])
+def test_cli_refuses_configs_that_would_crash_later(tmp_path, capsys, bad, field):
+    from larp_lab.cli import main
+
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"model: micro\ndata: {{frames: 8, size: 32}}\n{bad}\n")
+    assert main(["train-tokenizer", "--config", str(cfg), "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and field in last
+    assert not (tmp_path / "x").exists()
 
 
 def test_evaluate_command_prints_a_table(tmp_path):
@@ -254,7 +277,7 @@ def test_evaluate_command_prints_a_table(tmp_path):
 
 
 def test_step_sampler_is_a_function_of_the_step():
-    from larp_lab.training.helpers import EpochView, StepBatchSampler
+    from larp_lab.training.sampler import EpochView, StepBatchSampler
 
     one = list(StepBatchSampler(10, 4, max_steps=6, seed=3))
     two = [list(StepBatchSampler(10, 4, rank=r, world=2, max_steps=6, seed=3)) for r in range(2)]

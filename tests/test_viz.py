@@ -165,3 +165,22 @@ def test_overlay_video(res, tmp_path):
     from larp_lab.data.video import write_video
 
     assert write_video(tmp_path / "overlay.mp4", ov).stat().st_size > 0
+
+
+def test_token_id_figures_show_ids_on_hover_or_in_small_grids(res):
+    idx = res["data"].indices  # (6, 16) ids of a 64-code micro tokenizer
+    big = torch.arange(256) % 64
+    fig = V.token_id_heatmap(big, 64)
+    hm = fig.data[0]
+    assert np.asarray(hm.z).shape == (16, 16) and hm.text is None  # 256 cells: ids on hover only
+    assert hm.hovertext[2][5] == f"token 37 (row 2, column 5)<br>code {37 % 64}"
+    small = V.token_id_heatmap(idx[0], 64, title="")
+    assert np.asarray(small.data[0].text).shape == (4, 4) and small.layout.title.text is None
+    assert small.data[0].text[1][2] == str(int(idx[0, 6]))
+    batch = V.token_id_heatmap(idx, 64, annotate=False)
+    assert batch.data[0].hovertext[1][3] == f"clip 1, token 3<br>code {int(idx[1, 3])}"
+    # the static grid writes the ids only into small grids
+    assert len(V.token_id_grid(big, 64).axes[0].texts) == 0
+    assert len(V.token_id_grid(idx[0], 64).axes[0].texts) == 16
+    with pytest.raises(ValueError):
+        V.token_id_heatmap(big, 64, shape=(3, 5))

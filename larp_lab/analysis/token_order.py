@@ -31,7 +31,6 @@ import torch
 from torch import Tensor
 
 from ..evaluation.metrics import psnr as psnr_metric
-from ..models.generator import sample_from_logits
 from ._util import as_long_indices, batches, evaluating, to_numpy
 
 __all__ = [
@@ -227,7 +226,9 @@ def complete_prefix(
     cfg_scale: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """Complete token prefixes with the generator (KV cache: one prefill, then decode steps).
+    """Complete token prefixes with the generator: :meth:`LARPGenerator.sample(prefix=...)
+    <larp_lab.models.generator.LARPGenerator.sample>` (KV cache: one prefill of the condition and
+    the prefix, then decode steps).
 
     Args:
         gen: a :class:`~larp_lab.models.generator.LARPGenerator`.
@@ -239,47 +240,8 @@ def complete_prefix(
     Returns:
         int64 (B, N): the prefix followed by N - k generated tokens.
     """
-    c = gen.config
-    prefix = torch.as_tensor(prefix).long().to(gen.device)
-    if prefix.ndim != 2 or prefix.shape[1] > c.num_tokens:
-        raise ValueError(f"prefix must be (B, k) with k <= {c.num_tokens}; got {tuple(prefix.shape)}")
-    B, k = prefix.shape
-    N = c.num_tokens
-    cond = gen.prepare_condition(cond)
-    if cond.shape[0] != B:
-        raise ValueError(f"{cond.shape[0]} conditions for {B} prefixes")
-    if k == N:
-        return prefix.clone()
-    use_cfg = cfg_scale != 1.0
-    if use_cfg:
-        if c.frame_prediction:
-            raise ValueError("classifier-free guidance is not available for frame prediction")
-        cond = torch.cat([cond, gen.null_condition(B)])  # (2B,)
-    rows = cond.shape[0]
-
-    def pick(logits: Tensor) -> Tensor:  # (rows, V) -> (B, 1)
-        if use_cfg:
-            logits = logits[B:] + (logits[:B] - logits[B:]) * cfg_scale
-        return sample_from_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                                  greedy=greedy or temperature == 0, generator=generator)
-
-    out = torch.empty(B, N, dtype=torch.long, device=gen.device)
-    out[:, :k] = prefix
-    with evaluating(gen):
-        cache = gen.new_cache(rows)
-        logits = gen.prefill(cond, cache)[:, -1]  # (rows, V): predicts token 0
-        pos = c.cls_token_num
-        if k:
-            feed = torch.cat([prefix, prefix]) if use_cfg else prefix  # (rows, k)
-            logits = gen.decode_step(feed, pos, cache)[:, -1]  # predicts token k
-            pos += k
-        for i in range(k, N):
-            tok = pick(logits)  # (B, 1)
-            out[:, i : i + 1] = tok
-            if i + 1 < N:
-                logits = gen.decode_step(torch.cat([tok, tok]) if use_cfg else tok, pos, cache)[:, -1]
-                pos += 1
-    return out
+    return gen.sample(cond, cfg_scale=cfg_scale, temperature=temperature, top_k=top_k, top_p=top_p,
+                      generator=generator, greedy=greedy, prefix=torch.as_tensor(prefix))
 
 
 # ================================================================================================
@@ -373,11 +335,7 @@ def prefix_reconstruction_curve(
         elif mode == "generator":
             if gen is None:
                 raise ValueError("mode='generator' needs gen=")
-            if gen.config.vocab_size != tok.config.codebook_size or gen.config.num_tokens != N:
-                raise ValueError(
-                    f"generator (vocab {gen.config.vocab_size}, {gen.config.num_tokens} tokens) does not match "
-                    f"the tokenizer ({tok.config.codebook_size} codes, {N} tokens)"
-                )
+            gen.check_tokenizer(tok)
             if cond is None and not gen.config.frame_prediction:
                 raise ValueError("a class-conditional generator needs cond= (class labels (B,))")
             cond_t = torch.as_tensor(cond)

@@ -8,14 +8,14 @@ between real and generated clips, and how often generated clips of class c are r
 These numbers are **not** comparable with published FVDs; they compare models of this project
 with each other on one dataset.
 
-A classifier is saved like the models (``config.json`` + ``model.safetensors``, atomic writes, never
-pickle) plus ``train_log.json``.
+A classifier is saved and loaded like the models (:class:`~larp_lab.checkpoint.PretrainedMixin`:
+``config.json`` + ``model.safetensors``, atomic writes, strict loading, never pickle); a training run
+adds ``train_log.json``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import PretrainedMixin, atomic_write_bytes
+from ..config import ConfigBase, ConfigError, check_range
 from .fvd import FeatureStats, compute_stats, fvd_from_stats
 
 __all__ = [
@@ -40,17 +42,13 @@ __all__ = [
     "train_classifier",
 ]
 
-_FORMAT = 1
-_KIND = "video_classifier"
-
-
 # ================================================================================================
 #                                            Model
 # ================================================================================================
 
 
 @dataclass
-class ClassifierConfig:
+class ClassifierConfig(ConfigBase):
     """Sizes of a :class:`VideoClassifier`; ``feature_dim = 8 * width``."""
 
     num_classes: int
@@ -60,31 +58,17 @@ class ClassifierConfig:
     in_channels: int = 3
 
     def validate(self) -> None:
-        for name in ("num_classes", "frames", "size", "width", "in_channels"):
+        o = "ClassifierConfig"
+        for name, lo, hi in (("num_classes", 2, 1 << 20), ("frames", 1, 4096), ("size", 1, 4096), ("width", 1, 1024),
+                             ("in_channels", 1, 16)):
             v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"ClassifierConfig.{name} must be a positive int, got {v!r}")
-        if self.num_classes < 2:
-            raise ValueError("a classifier needs at least 2 classes")
-        if self.width > 1024 or self.size > 4096 or self.frames > 4096:
-            raise ValueError("ClassifierConfig describes an absurdly large model or input")
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise ConfigError(f"{o}.{name}: expected an integer, got {v!r}")
+            check_range(o, name, v, lo, hi)
 
     @property
     def feature_dim(self) -> int:
         return 8 * self.width
-
-    def to_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClassifierConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"ClassifierConfig: unknown keys {unknown}")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
 
 
 def _groups(channels: int) -> int:
@@ -106,7 +90,7 @@ class _Stage(nn.Module):
         return x + F.silu(self.norm2(self.conv2(x)))
 
 
-class VideoClassifier(nn.Module):
+class VideoClassifier(nn.Module, PretrainedMixin):
     """Four residual Conv3d stages (widths w, 2w, 4w, 8w), global average pooling, linear head.
 
     Every stage halves height and width (while they are >= 2); stages 2-4 also halve time (while
@@ -152,41 +136,10 @@ class VideoClassifier(nn.Module):
         return self.head(self.features(video))
 
     # -------------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (atomically, file by file)."""
-        from safetensors.torch import save_file
-
-        from ..hub import _atomic_write_bytes
-
-        directory = Path(directory)
-        state = {k: v.detach().to("cpu").contiguous().clone() for k, v in self.state_dict().items()}
-        body = {"larp_lab_format": _FORMAT, "model": _KIND, "config": self.config.to_dict(), "metadata": metadata or {}}
-        _atomic_write_bytes(directory / "model.safetensors", lambda p: save_file(state, p, metadata={"format": "pt"}))
-        text = json.dumps(body, indent=2, sort_keys=True) + "\n"
-        _atomic_write_bytes(directory / "config.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
-        return directory
-
-    @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> VideoClassifier:
-        """Load a directory written by :meth:`save_pretrained`; keys and shapes must match exactly."""
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        cfg_path, weights = directory / "config.json", directory / "model.safetensors"
-        if not cfg_path.is_file() or not weights.is_file():
-            raise FileNotFoundError(f"{directory} is not a classifier checkpoint (needs config.json and model.safetensors)")
-        body = json.loads(cfg_path.read_text(encoding="utf-8"))
-        if not isinstance(body, dict) or body.get("model") != _KIND or body.get("larp_lab_format") != _FORMAT:
-            raise ValueError(f"{cfg_path} does not describe a larp_lab video classifier")
-        model = cls(ClassifierConfig.from_dict(body["config"]))
-        state = load_file(str(weights))
-        own = model.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        bad = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-        if missing or unexpected or bad:
-            raise ValueError(f"{weights}: missing {missing}, unexpected {unexpected}, mis-shaped {bad}")
-        model.load_state_dict(state, strict=True)
-        return model.to(device).eval()
+    # checkpoints: save_pretrained / from_pretrained come from PretrainedMixin (no official format)
+    # -------------------------------------------------------------------------------------------
+    config_class = ClassifierConfig
+    checkpoint_kind = "video_classifier"
 
 
 # ================================================================================================
@@ -298,14 +251,12 @@ def train_classifier(
 
     result = ClassifierTrainResult(model, losses, val_acc, sorted(train_idx), val_idx)
     if out_dir is not None:
-        from ..hub import _atomic_write_bytes
-
         out = Path(out_dir)
         log = {"steps": steps, "batch_size": batch_size, "lr": lr, "seed": seed, "weight_decay": weight_decay,
                "val_accuracy": val_acc, "num_train": len(train_idx), "num_val": len(val_idx), "losses": losses}
         model.save_pretrained(out, metadata={"val_accuracy": val_acc, "steps": steps, "seed": seed})
         text = json.dumps(log, indent=2) + "\n"
-        _atomic_write_bytes(out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write_bytes(out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
     return result
 
 

@@ -20,12 +20,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..config import ConfigBase, ConfigError, check_at_least, check_positive
 from .codebook import CodebookStats
 from .metrics import psnr, ssim
 
 
 @dataclass
-class EvalSettings:
+class EvalSettings(ConfigBase):
+    """What ``larp-lab evaluate`` measures and how (the sampling fields apply to generators)."""
+
     num_clips: int = 256
     batch_size: int = 16
     seed: int = 0
@@ -39,6 +42,16 @@ class EvalSettings:
     lpips_lin_path: str | None = None
     real_stats_cache: str | None = None
     progress: bool = True
+
+    def validate(self) -> None:
+        o = "EvalSettings"
+        check_at_least(o, "num_clips", self.num_clips, 1)
+        check_at_least(o, "batch_size", self.batch_size, 1)
+        check_at_least(o, "top_k", self.top_k, 0)
+        check_positive(o, "cfg_scale", self.cfg_scale, allow_zero=True)
+        check_positive(o, "temperature", self.temperature, allow_zero=True)
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"{o}.top_p = {self.top_p!r} must lie in (0, 1]")
 
 
 def _loader(dataset: Dataset, n: int, batch_size: int) -> DataLoader:
@@ -61,6 +74,7 @@ def evaluate_tokenizer(tok, dataset: Dataset, settings: EvalSettings, device: to
     """Reconstruction metrics of ``tok`` over the first ``num_clips`` clips of ``dataset``."""
     from .fvd import FeatureStats, fvd_from_stats
 
+    settings.validate()
     tok = tok.to(device).eval()
     loader = _loader(dataset, settings.num_clips, settings.batch_size)
     lp = None
@@ -131,6 +145,7 @@ def evaluate_generator(gen, tok, real: Dataset, settings: EvalSettings, device: 
     from .classifier import class_accuracy
     from .fvd import FeatureStats, fvd_from_stats
 
+    settings.validate()
     if gen.config.frame_prediction:
         raise ValueError("evaluate_generator measures class-conditional generators; this one predicts frames")
     gen, tok = gen.to(device).eval(), tok.to(device).eval()

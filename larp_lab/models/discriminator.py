@@ -19,6 +19,10 @@ Official facts (hywang66/LARP ``models/loss.py`` ``TransformerDiscriminator``, c
 * Init: Xavier-uniform on every Linear with zero biases, LayerNorms reset, the patch Conv3d
   Xavier-uniform on its weight viewed as (D, -1) with zero bias, ``cls_token`` Xavier-uniform.
 
+The architecture is a :class:`~larp_lab.config.DiscriminatorConfig` (presets in
+``larp_lab.config.DISCRIMINATOR_PRESETS``); the clip it judges (channels, frames, side) is the
+tokenizer's and is given to the constructor.
+
 State-dict names follow the official module, so an official discriminator state dict (from an
 official training checkpoint) has the same keys. The official discriminator saw frames in [0, 1];
 this project's videos are [-1, 1] (a discriminator trained here sees [-1, 1]; to run an official
@@ -28,93 +32,14 @@ one, feed it ``video * 0.5 + 0.5``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..config import DiscriminatorConfig
 from .layers import ViTBlock, sincos_3d
 
-__all__ = ["DISCRIMINATOR_PRESETS", "DiscriminatorConfig", "TransformerDiscriminator"]
-
-
-@dataclass
-class DiscriminatorConfig:
-    """Sizes of a :class:`TransformerDiscriminator`; defaults = the official LARP-L configuration."""
-
-    hidden_size: int = 384
-    num_heads: int = 12
-    depth: int = 8
-    input_size: int = 128
-    frame_num: int = 16
-    temporal_patch_size: int = 4
-    patch_size: int = 8
-    in_channels: int = 3
-    mlp_ratio: float = 4.0
-    layer_norm_eps: float = 1e-5
-
-    def validate(self) -> None:
-        for name in ("hidden_size", "num_heads", "depth", "input_size", "frame_num",
-                     "temporal_patch_size", "patch_size", "in_channels"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"DiscriminatorConfig.{name} must be a positive int, got {v!r}")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
-        if self.hidden_size % 4:
-            raise ValueError("hidden_size must be divisible by 4 (3-D sin-cos table)")
-        if self.input_size % self.patch_size or self.frame_num % self.temporal_patch_size:
-            raise ValueError(
-                f"clip {self.frame_num}x{self.input_size}x{self.input_size} is not divisible into "
-                f"{self.temporal_patch_size}x{self.patch_size}x{self.patch_size} patches"
-            )
-        if self.hidden_size > 16384 or self.depth > 256 or self.num_patches > 1_000_000:
-            raise ValueError("DiscriminatorConfig describes an absurdly large model")
-
-    @property
-    def grid(self) -> tuple[int, int, int]:
-        """(t, h, w) patch grid."""
-        s = self.input_size // self.patch_size
-        return self.frame_num // self.temporal_patch_size, s, s
-
-    @property
-    def num_patches(self) -> int:
-        t, h, w = self.grid
-        return t * h * w
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> DiscriminatorConfig:
-        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"DiscriminatorConfig: unknown keys {unknown}")
-        cfg = cls(**data)
-        cfg.validate()
-        return cfg
-
-    def replace(self, **kw) -> DiscriminatorConfig:
-        return dataclasses.replace(self, **kw)
-
-
-def _official() -> DiscriminatorConfig:
-    """The released tokenizer's discriminator: 384 wide, 12 heads, 8 blocks, 4x8x8 patches, 16x128x128."""
-    return DiscriminatorConfig()
-
-
-def _tiny() -> DiscriminatorConfig:
-    """For the ``tiny`` tokenizer (64x64x16): 128 wide, 4 heads, 4 blocks."""
-    return DiscriminatorConfig(hidden_size=128, num_heads=4, depth=4, input_size=64, frame_num=16)
-
-
-def _micro() -> DiscriminatorConfig:
-    """For the ``micro`` tokenizer (32x32x8) and tests: 64 wide, 2 heads, 2 blocks, 2x8x8 patches."""
-    return DiscriminatorConfig(hidden_size=64, num_heads=2, depth=2, input_size=32, frame_num=8, temporal_patch_size=2)
-
-
-DISCRIMINATOR_PRESETS = {"official": _official, "tiny": _tiny, "micro": _micro}
+__all__ = ["TransformerDiscriminator"]
 
 
 class _PatchEmbed3D(nn.Module):
@@ -147,20 +72,32 @@ class TransformerDiscriminator(nn.Module):
 
     Example::
 
-        disc = TransformerDiscriminator(DISCRIMINATOR_PRESETS["micro"]())
+        disc = TransformerDiscriminator(DISCRIMINATOR_PRESETS["micro"](), input_size=32, frame_num=8)
         logits = disc(torch.rand(2, 3, 8, 32, 32) * 2 - 1)   # (2,)
     """
 
-    def __init__(self, config: DiscriminatorConfig | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        config: DiscriminatorConfig | None = None,
+        *,
+        input_size: int = 128,
+        frame_num: int = 16,
+        in_channels: int = 3,
+        device: torch.device | str | None = None,
+    ) -> None:
         super().__init__()
         config = config or DiscriminatorConfig()
         config.validate()
+        config.check_clip(in_channels, frame_num, input_size)
         self.config = c = config
+        self.input_size, self.frame_num, self.in_channels = input_size, frame_num, in_channels
+        self.grid = c.grid(frame_num, input_size)  # (t, h, w)
+        t, h, w = self.grid
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
-            self.x_embedder = _PatchEmbed3D(c.in_channels, c.hidden_size, c.temporal_patch_size, c.patch_size)
+            self.x_embedder = _PatchEmbed3D(in_channels, c.hidden_size, c.temporal_patch_size, c.patch_size)
             self.cls_token = nn.Parameter(torch.zeros(1, 1, c.hidden_size))
-            self.register_buffer("encoder_pos_embed", torch.zeros(1, c.num_patches, c.hidden_size))
+            self.register_buffer("encoder_pos_embed", torch.zeros(1, t * h * w, c.hidden_size))
             self.transformer_encoder = _Blocks(c)
             self.norm_final = nn.LayerNorm(c.hidden_size, eps=1e-6)
             self.fc = nn.Linear(c.hidden_size, 1)
@@ -181,13 +118,11 @@ class TransformerDiscriminator(nn.Module):
         nn.init.zeros_(self.x_embedder.proj.bias)
         nn.init.xavier_uniform_(self.cls_token)
         if self.encoder_pos_embed.device.type != "meta":
-            t, h, w_ = self.config.grid
-            self.encoder_pos_embed.copy_(sincos_3d(self.config.hidden_size, t, h, w_))
+            self.encoder_pos_embed.copy_(sincos_3d(self.config.hidden_size, *self.grid))
 
     def forward(self, video: Tensor) -> Tensor:
         """video (B, C, T, H, W) -> logits (B,)."""
-        c = self.config
-        want = (c.in_channels, c.frame_num, c.input_size, c.input_size)
+        want = (self.in_channels, self.frame_num, self.input_size, self.input_size)
         if video.ndim != 5 or tuple(video.shape[1:]) != want:
             raise ValueError(f"discriminator expects (B, {', '.join(map(str, want))}); got {tuple(video.shape)}")
         x = self.x_embedder(video) + self.encoder_pos_embed  # (B, n, D)

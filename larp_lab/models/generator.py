@@ -33,14 +33,37 @@ from __future__ import annotations
 
 import contextlib
 import math
+import operator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..checkpoint import PretrainedMixin
 from ..config import GeneratorConfig
+from ..official import GENERATOR_FORMAT
+from .capture import HookedMixin, name_hook_points
 from .layers import HookPoint, RMSNorm, SwiGLU, attention, sincos_1d
+
+
+def check_tokenizer_fit(config: GeneratorConfig, tok_config) -> None:
+    """Raise ValueError (one line with both sets of sizes) unless a generator of ``config`` models
+    the token sequences of a tokenizer of ``tok_config`` (a :class:`~larp_lab.config.TokenizerConfig`):
+    ``num_tokens`` equal, ``vocab_size`` equal to ``codebook_size`` and, for frame prediction,
+    ``cls_token_num`` equal to the tokenizer's ``num_tokens + 1`` (its tokens plus the separator)."""
+    n, k = tok_config.num_tokens, tok_config.codebook_size
+    fits = config.num_tokens == n and config.vocab_size == k
+    if config.frame_prediction:
+        fits = fits and config.cls_token_num == n + 1
+    if not fits:
+        cond = f", {config.cls_token_num} condition positions" if config.frame_prediction else ""
+        need = f", {n + 1} condition positions" if config.frame_prediction else ""
+        raise ValueError(
+            f"generator ({config.num_tokens} tokens over {config.vocab_size} codes{cond}) does not match the "
+            f"tokenizer ({n} tokens over {k} codes{need})"
+        )
+
 
 # ================================================================================================
 #                                         KV cache
@@ -93,7 +116,8 @@ class CausalAttention(nn.Module):
         self.wo = nn.Linear(cfg.dim, cfg.dim, bias=False)
         self.attn_dropout_p = cfg.attn_dropout_p
         self.resid_dropout = nn.Dropout(cfg.resid_dropout_p)
-        self.hook_attn = HookPoint()  # (B, H, L, L_ctx) probabilities while captured
+        self.hook_attn = HookPoint()  # (B, H, L, L_ctx) probabilities, only while hooked
+        self.hook_head_out = HookPoint()  # (B, H, L, hd) per-head outputs before ``wo``
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0, start: int = 0) -> Tensor:
         """x: (B, L, D) -> (B, L, D). With a cache, x holds positions [start, start + L)."""
@@ -118,7 +142,8 @@ class CausalAttention(nn.Module):
         else:  # a block of new tokens after a cached prefix
             mask = torch.ones(L, Lk, dtype=torch.bool, device=x.device).tril(diagonal=Lk - L)
             y = attention(q, k, v, mask=mask, dropout_p=p, record=self.hook_attn)
-        y = y.transpose(1, 2).reshape(B, L, self.n_head * hd)
+        y = self.hook_head_out(y)  # (B, H, L, hd)
+        y = y.transpose(1, 2).reshape(B, L, self.n_head * hd)  # (B, L, H*hd)
         return self.resid_dropout(self.wo(y))
 
 
@@ -129,9 +154,10 @@ class TransformerBlock(nn.Module):
         self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden, cfg.ffn_dropout_p)
         self.attention_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
-        self.hook_out = HookPoint()
+        self.hook_out = HookPoint()  # (B, L, D) residual stream after the block
 
     def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0, start: int = 0) -> Tensor:
+        """x: (B, L, D) at positions [start, start + L) -> (B, L, D)."""
         h = x + self.attention(self.attention_norm(x), cache, layer, start)
         return self.hook_out(h + self.feed_forward(self.ffn_norm(h)))
 
@@ -217,12 +243,18 @@ class SamplingOptions:
     greedy: bool = False
 
 
-class LARPGenerator(nn.Module):
+class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
     """Class-conditional or frame-prediction AR generator over N tokens from a K-code vocabulary.
 
     * ``gen(tokens, cond)`` -> teacher-forced logits (B, L, V) for tokens (B, L);
     * :meth:`sample` -> int64 (B, N) tokens (KV cache; CFG, temperature, top-k, top-p, greedy);
-    * :meth:`token_log_likelihood` -> (B, L) log p(token_i | cond, tokens_<i).
+    * :meth:`token_log_likelihood` -> (B, L) log p(token_i | cond, tokens_<i);
+    * :meth:`check_tokenizer`, :meth:`class_index`;
+    * internals (:class:`~larp_lab.models.capture.HookedMixin`): ``run_with_cache(tokens, cond)``
+      -> (logits, cache) with ``layers.{i}.attention.hook_attn`` (B, H, L, L), and
+      :meth:`hooks` / :meth:`run_with_hooks` on ``hook_embed`` (B, L, D),
+      ``layers.{i}.attention.hook_head_out`` (B, H, L, hd), ``layers.{i}.hook_out`` (B, L, D) and
+      ``hook_logits`` (B, L, V); hooks also act inside :meth:`sample` (once per decode step).
     """
 
     def __init__(self, config: GeneratorConfig, device: torch.device | str | None = None) -> None:
@@ -245,8 +277,11 @@ class LARPGenerator(nn.Module):
             self.layers = nn.ModuleList([TransformerBlock(c) for _ in range(c.n_layer)])
             self.norm = RMSNorm(c.dim, c.norm_eps)
             self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
+            self.hook_embed = HookPoint()  # (B, L, D) input embeddings [condition ; tokens], before positions
+            self.hook_logits = HookPoint()  # (B, L, V) float32 logits
             self._init_weights()
             self.reset_fixed_tables()
+        name_hook_points(self)
 
     def _init_weights(self) -> None:
         """Official init: normal(0, initializer_range) for Linear and Embedding, zero output head."""
@@ -271,6 +306,44 @@ class LARPGenerator(nn.Module):
     @property
     def num_tokens(self) -> int:
         return self.config.num_tokens
+
+    # -------------------------------------------------------------------------------------------
+    # fitting a tokenizer, naming classes
+    # -------------------------------------------------------------------------------------------
+    def check_tokenizer(self, tok) -> None:
+        """Raise ValueError (one line naming both sets of sizes) unless this generator models the
+        token sequences of ``tok`` (a :class:`~larp_lab.models.tokenizer.LARPTokenizer`): the same
+        N tokens over its K codes, and for frame prediction N + 1 condition positions."""
+        check_tokenizer_fit(self.config, tok.config)
+
+    def class_index(self, name_or_id: str | int) -> int:
+        """A class id in [0, num_classes) from a name in ``config.class_names`` or a number (an int
+        or a numeric string such as ``"3"``). Raises ValueError listing the valid names otherwise."""
+        c = self.config
+        if c.frame_prediction:
+            raise ValueError("this is a frame-prediction generator: it is conditioned on clip tokens, not on a class")
+        names = list(c.class_names or ())
+        if isinstance(name_or_id, bool) or not isinstance(name_or_id, (str, int)):
+            try:
+                k = operator.index(name_or_id)  # numpy / torch integers
+            except TypeError:
+                raise ValueError(f"a class is a name or an integer id; got {type(name_or_id).__name__}") from None
+        elif isinstance(name_or_id, int):
+            k = name_or_id
+        elif name_or_id.strip().lstrip("+-").isdigit():
+            k = int(name_or_id.strip())
+        elif name_or_id in names:
+            k = names.index(name_or_id)
+        else:
+            folded = [i for i, n in enumerate(names) if n.casefold() == name_or_id.strip().casefold()]
+            if len(folded) != 1:
+                known = (f"; choose one of: {', '.join(names)}" if names
+                         else f" (this generator has no class names; use a number in [0, {c.num_classes}))")
+                raise ValueError(f"unknown class {name_or_id!r}{known}")
+            k = folded[0]
+        if not 0 <= k < c.num_classes:
+            raise ValueError(f"class id {k} is outside [0, {c.num_classes})")
+        return int(k)
 
     # -------------------------------------------------------------------------------------------
     # conditioning
@@ -319,10 +392,10 @@ class LARPGenerator(nn.Module):
     # -------------------------------------------------------------------------------------------
     def _run(self, h: Tensor, start: int, cache: KVCache | None) -> Tensor:
         """Embedded inputs (B, L, D) at positions [start, start + L) -> logits (B, L, V)."""
-        h = self.tok_dropout(h) + self.abs_pe[:, start : start + h.shape[1]]
+        h = self.tok_dropout(self.hook_embed(h)) + self.abs_pe[:, start : start + h.shape[1]]
         for i, layer in enumerate(self.layers):
             h = layer(h, cache, i, start)
-        return self.output(self.norm(h)).float()
+        return self.hook_logits(self.output(self.norm(h)).float())
 
     def forward(self, tokens: Tensor, cond: Tensor) -> Tensor:
         """Teacher-forced logits.
@@ -386,21 +459,26 @@ class LARPGenerator(nn.Module):
         cfg_interval: int = -1,
         greedy: bool = False,
         length: int | None = None,
+        prefix: Tensor | None = None,
         use_cache: bool = True,
         progress: bool = False,
     ) -> Tensor:
-        """Generate token sequences.
+        """Generate token sequences, optionally continuing fixed first tokens.
 
         Args:
             cond: class labels (B,) (or one int), or frame-prediction conditioning tokens (B, N[+1]).
             cfg_scale: classifier-free guidance scale (1 = off; class-conditional only).
             temperature, top_k, top_p: sampling controls (applied after CFG); ``greedy`` = argmax.
             generator: a seeded ``torch.Generator`` for reproducible samples (else the global RNG).
-            cfg_interval: decode step after which CFG stops (-1 = never stops).
+            cfg_interval: decode step after which CFG stops (-1 = never stops); token j >= 1 comes
+                from decode step j - 1, so CFG guides token j while ``j - 1 <= cfg_interval``.
             length: generate only the first ``length`` of the N tokens (default N).
+            prefix: int (B, k), k <= length: tokens already fixed. They are prefilled (through the
+                KV cache, both CFG halves) and sampling continues at position k; no random draw is
+                spent on them.
             use_cache: False runs the full sequence at every step (the slow reference path).
         Returns:
-            int64 (B, length).
+            int64 (B, length), starting with ``prefix`` when given.
         """
         c = self.config
         cond = self.prepare_condition(cond)
@@ -417,16 +495,40 @@ class LARPGenerator(nn.Module):
         if not math.isfinite(cfg_scale) or not math.isfinite(temperature) or temperature < 0:
             raise ValueError("cfg_scale and temperature must be finite (temperature >= 0)")
         B = cond.shape[0]
+        prefix = self._check_prefix(prefix, B, n)  # (B, k)
+        if prefix.shape[1] == n:
+            return prefix.clone()
         opts = SamplingOptions(cfg_scale, cfg_interval, temperature, top_k, top_p, greedy or temperature == 0)
         if use_cfg:
             cond = torch.cat([cond, self.null_condition(B)])  # (2B,)
         was_training = self.training
         self.eval()
         try:
-            step = self._sample_cached if use_cache else self._sample_uncached
-            return step(cond, B, n, use_cfg, opts, generator, progress)
+            run = self._sample_cached if use_cache else self._sample_uncached
+            return run(cond, prefix, n, use_cfg, opts, generator, progress)
         finally:
             self.train(was_training)
+
+    def _check_prefix(self, prefix: Tensor | None, batch: int, n: int) -> Tensor:
+        """Validate fixed first tokens: None -> (B, 0); else int (B, k) with k <= n, ids in [0, V)."""
+        if prefix is None:
+            return torch.empty(batch, 0, dtype=torch.long, device=self.device)
+        prefix = torch.as_tensor(prefix)
+        if prefix.is_floating_point() or prefix.is_complex() or prefix.dtype == torch.bool:
+            raise TypeError(f"prefix must hold integer token ids; got {prefix.dtype}")
+        if prefix.ndim != 2 or prefix.shape[1] > n:
+            raise ValueError(f"prefix must be (B, k) with k <= {n}; got {tuple(prefix.shape)}")
+        if prefix.shape[0] != batch:
+            raise ValueError(f"{batch} conditions for {prefix.shape[0]} prefixes")
+        prefix = prefix.long().to(self.device)
+        if prefix.numel() and (int(prefix.min()) < 0 or int(prefix.max()) >= self.config.vocab_size):
+            raise ValueError(f"prefix tokens must lie in [0, {self.config.vocab_size})")
+        return prefix
+
+    @staticmethod
+    def _cfg_guides(j: int, use_cfg: bool, opts: SamplingOptions) -> bool:
+        """Whether CFG guides token j: token 0 (the prefill) and token j >= 1 while j - 1 <= cfg_interval."""
+        return use_cfg and (j == 0 or opts.cfg_interval < 0 or j - 1 <= opts.cfg_interval)
 
     def _pick(self, logits: Tensor, B: int, cfg_on: bool, opts: SamplingOptions, generator) -> Tensor:
         """Last-position logits (B or 2B, V) -> tokens (B, 1) after CFG and filtering."""
@@ -440,61 +542,63 @@ class LARPGenerator(nn.Module):
             generator=generator,
         )
 
-    def _sample_cached(self, cond, B, n, use_cfg, opts, generator, progress) -> Tensor:
-        c = self.config
-        rows = cond.shape[0]
-        cache = self.new_cache(rows)
+    def _sample_cached(self, cond, prefix, n, use_cfg, opts, generator, progress) -> Tensor:
+        """KV-cache path: prefill the condition (B or 2B rows), then the prefix (B, k) as one block,
+        then one decode step per new token. Returns int64 (B, n)."""
+        C = self.config.cls_token_num
+        B, k = prefix.shape
+        cache = self.new_cache(cond.shape[0])
         out = torch.empty(B, n, dtype=torch.long, device=self.device)
-        logits = self.prefill(cond, cache)[:, -1]  # (rows, V)
-        tok = self._pick(logits, B, use_cfg, opts, generator)  # (B, 1)
-        out[:, :1] = tok
-        cfg_on = use_cfg
-        steps = range(n - 1)
+        out[:, :k] = prefix
+        logits = self.prefill(cond, cache)[:, -1]  # (rows, V): predicts token 0
+        cfg_on = self._cfg_guides(k, use_cfg, opts)
+        if use_cfg and not cfg_on:
+            cache.shrink(B)
+        if k:
+            feed = torch.cat([prefix, prefix]) if cfg_on else prefix  # (rows, k) at positions [C, C + k)
+            logits = self.decode_step(feed, C, cache)[:, -1]  # predicts token k
+        tok = self._pick(logits, B, cfg_on, opts, generator)  # (B, 1)
+        out[:, k : k + 1] = tok
+        steps = range(k + 1, n)
         if progress:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, desc="sampling", leave=False)
-        for i in steps:
-            if cfg_on and opts.cfg_interval > -1 and i > opts.cfg_interval:
+        for j in steps:  # token j, feeding token j - 1 at position C + j - 1
+            if cfg_on and not self._cfg_guides(j, use_cfg, opts):
                 cfg_on = False
                 cache.shrink(B)
             inp = torch.cat([tok, tok]) if cfg_on else tok
-            logits = self.decode_step(inp, c.cls_token_num + i, cache)[:, -1]
+            logits = self.decode_step(inp, C + j - 1, cache)[:, -1]
             tok = self._pick(logits, B, cfg_on, opts, generator)
-            out[:, i + 1 : i + 2] = tok
+            out[:, j : j + 1] = tok
         return out
 
-    def _sample_uncached(self, cond, B, n, use_cfg, opts, generator, progress) -> Tensor:
+    def _sample_uncached(self, cond, prefix, n, use_cfg, opts, generator, progress) -> Tensor:
         """Reference path: recompute the whole sequence at every step (no KV cache)."""
-        out = torch.empty(B, 0, dtype=torch.long, device=self.device)
+        B = prefix.shape[0]
+        out = prefix.clone()  # (B, k)
         cfg_on = use_cfg
         cond_h = self._embed_condition(cond)
-        for i in range(n):
-            if cfg_on and opts.cfg_interval > -1 and i - 1 > opts.cfg_interval:
+        for j in range(prefix.shape[1], n):
+            if cfg_on and not self._cfg_guides(j, use_cfg, opts):
                 cfg_on = False
                 cond_h = cond_h[:B]
             seq = torch.cat([out, out]) if cfg_on else out
-            h = torch.cat([cond_h, self.tok_embeddings(seq)], dim=1)
+            h = torch.cat([cond_h, self.tok_embeddings(seq)], dim=1)  # (rows, C + j, D)
             logits = self._run(h, 0, None)[:, -1]
             tok = self._pick(logits, B, cfg_on, opts, generator)
             out = torch.cat([out, tok], dim=1)
         return out
 
     # -------------------------------------------------------------------------------------------
-    # checkpoints
+    # checkpoints: save_pretrained / from_pretrained come from larp_lab.checkpoint.PretrainedMixin
+    # (this project's format or the official ``LARP_AR`` Hub format, detected); these attributes
+    # tell it what this model is
     # -------------------------------------------------------------------------------------------
-    def save_pretrained(self, directory, **kwargs) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (no pickle) to ``directory``."""
-        from ..hub import save_pretrained
-
-        save_pretrained(self, directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id, **kwargs) -> LARPGenerator:
-        """Load this project's format or the official ``LARP_AR`` Hub format (detected)."""
-        from ..hub import load_generator
-
-        return load_generator(path_or_repo_id, **kwargs)
+    config_class = GeneratorConfig
+    checkpoint_kind = "generator"
+    official_format = GENERATOR_FORMAT
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,9 +1,10 @@
 """Building blocks shared by the tokenizer, the prior and the generator.
 
 * fixed sin-cos position tables (1-D, 2-D, 3-D) in the official layout;
-* :class:`HookPoint`, an identity module where activations can be read (TransformerLens style);
+* :class:`HookPoint`, an identity module where hooks read or replace activations (TransformerLens
+  style); the active hooks live in a context variable, never on the modules;
 * :func:`attention`, the one attention kernel of the project: fused SDPA on the normal path, and
-  an explicit softmax that hands the probabilities to a hook only while something is capturing;
+  an explicit softmax that hands the probabilities to a hook only while one is active on them;
 * the ViT block of the tokenizer (pre-LN, qkv without bias, exact GELU), RMSNorm and SwiGLU.
 
 State-dict names mirror the official modules (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
@@ -14,11 +15,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
+from typing import Generic, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+_T = TypeVar("_T")
 
 # ================================================================================================
 #                                     Fixed sin-cos tables
@@ -77,32 +83,117 @@ def sincos_latent(dim: int, num_tokens: int, base: float = 10000.0) -> Tensor:
 #                                 Hook points and attention core
 # ================================================================================================
 
+#: A hook function: ``fn(tensor, hook_name)`` returns None (read only) or a replacement tensor of
+#: the same shape, dtype and device.
+HookFn = Callable[[Tensor, str], "Tensor | None"]
+#: The hooks active in one context: for each hook point, its (full name, fn) pairs in call order.
+ActiveHooks = Mapping["HookPoint", tuple[tuple[str, HookFn], ...]]
+
+
+class ScopedValue(Generic[_T]):
+    """A value scoped to the current thread / asyncio context, set only inside :meth:`scope`.
+
+    The value lives in a :class:`contextvars.ContextVar`, so a scope opened in one thread or
+    request never changes what a concurrent one sees. A process-wide count of open scopes is the
+    fast path: while no scope is open anywhere, :meth:`get` is one integer test and returns the
+    default (``torch.compile`` traces that as a guarded constant instead of breaking its graph on
+    the ContextVar lookup).
+    """
+
+    def __init__(self, name: str, default: _T) -> None:
+        self._var: ContextVar[_T] = ContextVar(name, default=default)
+        self._default = default
+        self._open = 0
+        self._lock = threading.Lock()
+
+    def get(self) -> _T:
+        if not self._open:
+            return self._default
+        return self._var.get()
+
+    @contextlib.contextmanager
+    def scope(self, value: _T) -> Iterator[None]:
+        """Within this context (this thread / task only) :meth:`get` returns ``value``."""
+        with self._lock:
+            self._open += 1
+        token = self._var.set(value)
+        try:
+            yield
+        finally:
+            self._var.reset(token)
+            with self._lock:
+                self._open -= 1
+
+
+_HOOKS: ScopedValue[ActiveHooks | None] = ScopedValue("larp_lab_active_hooks", None)
+_PLAIN: ScopedValue[bool] = ScopedValue("larp_lab_plain_attention", False)
+
+
+def active_hooks() -> ActiveHooks | None:
+    """The hooks active in the current context (None when there are none)."""
+    return _HOOKS.get()
+
+
+def use_hooks(hooks: ActiveHooks) -> contextlib.AbstractContextManager[None]:
+    """Make ``hooks`` the active hooks of the current context until the returned context exits.
+
+    Low level: :func:`larp_lab.models.capture.hooks` resolves names, merges with the hooks already
+    active and calls this.
+    """
+    return _HOOKS.scope(hooks)
+
 
 class HookPoint(nn.Module):
-    """Identity module: a named place where forward hooks can read (or record) a tensor."""
+    """Identity module: a named place where hooks can read or replace a tensor (TransformerLens style).
+
+    ``name`` is the full module path in the owning model (e.g. ``"encoder.blocks.3.attn.hook_attn"``),
+    set by :func:`larp_lab.models.capture.name_hook_points`. Hooks are not attached to the module:
+    they live in a context variable (see :func:`use_hooks`), so hooking a model in one thread never
+    affects another thread running the same model, and nothing stays behind after the context.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__()
+        self.name = name
+
+    @property
+    def active(self) -> bool:
+        """True when a hook on this point is active in the current context."""
+        hooks = _HOOKS.get()
+        return hooks is not None and self in hooks
 
     def forward(self, x: Tensor) -> Tensor:
+        hooks = _HOOKS.get()
+        if hooks is None:
+            return x
+        fns = hooks.get(self)
+        if not fns:
+            return x
+        for name, fn in fns:
+            out = fn(x, name)
+            if out is None or out is x:
+                continue
+            if not isinstance(out, Tensor) or out.shape != x.shape or out.dtype != x.dtype or out.device != x.device:
+                got = (f"{tuple(out.shape)} {out.dtype} on {out.device}" if isinstance(out, Tensor)
+                       else type(out).__name__)
+                raise ValueError(
+                    f"the hook on {name!r} returned {got}; return None or a tensor of shape {tuple(x.shape)}, "
+                    f"dtype {x.dtype} on {x.device}"
+                )
+            x = out
         return x
 
-
-def is_hooked(module: nn.Module) -> bool:
-    """True when forward hooks are attached to ``module`` (i.e. someone is capturing it)."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
-_FUSED = [True]
+    def extra_repr(self) -> str:
+        return repr(self.name) if self.name else ""
 
 
 @contextlib.contextmanager
 def plain_attention() -> Iterator[None]:
     """Within this context :func:`attention` uses an explicit softmax(q k^T / sqrt(d)) v instead of
-    fused SDPA: the reference path that benchmarks compare against (restored on exit)."""
-    prev = _FUSED[0]
-    _FUSED[0] = False
-    try:
+    fused SDPA: the reference path that benchmarks compare against. Scoped to the current thread /
+    context (a concurrent request on the same model keeps the fused path); restored on exit."""
+    with _PLAIN.scope(True):
         yield
-    finally:
-        _FUSED[0] = prev
 
 
 def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None) -> Tensor:
@@ -114,6 +205,25 @@ def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Ten
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return scores.softmax(dim=-1) @ v
+
+
+def attention_probabilities(q: Tensor, k: Tensor, *, causal: bool = False, mask: Tensor | None = None) -> Tensor:
+    """softmax(q k^T / sqrt(hd)) in float32, masked like :func:`attention`.
+
+    Args:
+        q: (B, H, Lr, hd); k: (B, H, Lk, hd); with ``causal`` row i sees keys <= i + Lk - Lr.
+        mask: optional boolean (B or 1, 1 or H, Lr, Lk), True = attend.
+    Returns:
+        float32 (B, H, Lr, Lk), rows summing to 1.
+    """
+    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lr, Lk)
+    if causal:
+        lr, lk = scores.shape[-2:]
+        keep = torch.ones(lr, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lr)
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.softmax(dim=-1)
 
 
 def attention(
@@ -131,29 +241,27 @@ def attention(
 
     Args:
         q: (B, H, Lq, hd); k, v: (B, H, Lk, hd).
-        causal: causal mask (requires Lq == Lk).
+        causal: causal mask (row i sees keys <= i + Lk - Lq).
         mask: optional boolean (B or 1, 1 or H, Lq, Lk), True = attend.
-        record: when given *and hooked*, the attention probabilities are computed explicitly and
-            passed through it: (B, H, Lr, Lk) with Lr the rows of ``record_q`` (default ``q``).
-            The returned output is always the fused SDPA result, so capturing never changes what
-            the model computes, and an unhooked model never pays for the explicit softmax.
+        record: a hook point for the attention probabilities. Only while a hook on it is active (in
+            this context) are they computed explicitly (:func:`attention_probabilities`) and passed
+            through it: (B, H, Lr, Lk) with Lr the rows of ``record_q`` (default ``q``; ``q`` must be
+            its last Lq rows). If the hooks leave the probabilities as they are (return None or the
+            same tensor) the output is the fused result, bit-identical to an unhooked call; if they
+            return new probabilities, the output is ``new[..., -Lq:, :] @ v`` (no dropout).
     Returns:
         (B, H, Lq, hd)
     """
-    if _FUSED[0] or dropout_p > 0:
+    if dropout_p > 0 or not _PLAIN.get():
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal)
     else:
         out = _explicit_attention(q, k, v, causal, mask)
-    if record is not None and is_hooked(record):
+    if record is not None and record.active:
         qr = q if record_q is None else record_q
-        scores = (qr.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lr, Lk)
-        if causal:
-            lr, lk = scores.shape[-2:]
-            keep = torch.ones(lr, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lr)
-            scores = scores.masked_fill(~keep, float("-inf"))
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        record(scores.softmax(dim=-1))
+        probs = attention_probabilities(qr, k, causal=causal, mask=mask)  # (B, H, Lr, Lk)
+        new = record(probs)
+        if new is not probs:
+            out = new[..., new.shape[-2] - q.shape[-2] :, :].to(v.dtype) @ v  # (B, H, Lq, hd)
     return out
 
 
@@ -171,7 +279,8 @@ class SelfAttention(nn.Module):
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim)
-        self.hook_attn = HookPoint()  # (B, H, Lq, L) probabilities, only while capturing
+        self.hook_attn = HookPoint()  # (B, H, L, L) probabilities, only while hooked
+        self.hook_head_out = HookPoint()  # (B, H, Lq, hd) per-head outputs before ``proj``
 
     def forward(self, x: Tensor, num_query_rows: int | None = None) -> Tensor:
         """x: (B, L, D) -> (B, Lq, D); ``num_query_rows`` keeps only the last Lq rows as queries.
@@ -185,7 +294,8 @@ class SelfAttention(nn.Module):
         if num_query_rows is not None and num_query_rows < L:
             q = q_all[:, :, L - num_query_rows :]  # (B, H, Lq, hd)
         y = attention(q, k, v, record=self.hook_attn, record_q=q_all)  # (B, H, Lq, hd)
-        y = y.transpose(1, 2).reshape(B, q.shape[2], D)
+        y = self.hook_head_out(y)  # (B, H, Lq, hd)
+        y = y.transpose(1, 2).reshape(B, q.shape[2], D)  # (B, Lq, D)
         return self.proj(y)
 
 

@@ -40,7 +40,8 @@ class PriorAttention(nn.Module):
         self.proj = nn.Linear(d, d)
         self.attn_pdrop = cfg.attn_pdrop
         self.resid_drop = nn.Dropout(cfg.resid_pdrop)
-        self.hook_attn = HookPoint()
+        self.hook_attn = HookPoint()  # (B, nh, L, L) probabilities, only while hooked
+        self.hook_head_out = HookPoint()  # (B, nh, L, hs) per-head outputs before ``proj``
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, L, C) -> (B, L, C)"""
@@ -51,7 +52,8 @@ class PriorAttention(nn.Module):
         v = self.value(x).view(B, L, self.n_head, hs).transpose(1, 2)
         p = self.attn_pdrop if self.training else 0.0
         y = attention(q, k, v, causal=True, dropout_p=p, record=self.hook_attn)  # (B, nh, L, hs)
-        y = y.transpose(1, 2).reshape(B, L, C)
+        y = self.hook_head_out(y)
+        y = y.transpose(1, 2).reshape(B, L, C)  # (B, L, C)
         return self.resid_drop(self.proj(y))
 
 
@@ -64,10 +66,12 @@ class PriorBlock(nn.Module):
         self.attn = PriorAttention(cfg)
         # official layout: mlp.0 Linear, mlp.1 GELU, mlp.2 Linear, mlp.3 Dropout
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d), nn.Dropout(cfg.resid_pdrop))
+        self.hook_out = HookPoint()  # (B, L, C) residual stream after the block
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: (B, L, C) -> (B, L, C)"""
         x = x + self.attn(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        return self.hook_out(x + self.mlp(self.ln2(x)))
 
 
 @dataclass

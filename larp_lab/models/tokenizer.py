@@ -12,8 +12,11 @@ The state dict uses the official names, so the released checkpoints load as they
 the official model's open points are recorded in :class:`~larp_lab.config.TokenizerConfig` and in
 the quantizer and prior modules.
 
-Any clip whose frames and sides divide into patches is accepted: the fixed sin-cos tables are
-recomputed (and cached) for other grids. The learned queries fix N.
+Clips must have the configured frame_num x input_size x input_size: :meth:`LARPTokenizer.encode`
+refuses other sizes (resize and crop first, e.g. with :func:`larp_lab.data.video.read_video`). With
+``any_size=True`` any clip whose frames and sides divide into patches is encoded: the fixed sin-cos
+tables are recomputed (and cached) for other grids, a size the model never saw in training. The
+learned queries fix N.
 """
 
 from __future__ import annotations
@@ -24,8 +27,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import PretrainedMixin
 from ..config import TokenizerConfig
-from .capture import ActivationCache, NameFilter, SequenceLayout, capture
+from ..official import TOKENIZER_FORMAT
+from .capture import (
+    ActivationCache,
+    HookedMixin,
+    NameFilter,
+    SequenceLayout,
+    capture,
+    hook_filter,
+    name_hook_points,
+)
 from .layers import HookPoint, ViTStack, sincos_3d, sincos_latent
 from .prior import LARPPrior, PriorLoss
 from .quantizer import Bottleneck
@@ -89,7 +102,7 @@ class PatchEmbed3D(nn.Module):
 # ================================================================================================
 
 
-class LARPTokenizer(nn.Module):
+class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
     """The LARP video tokenizer, with its training-time prior as ``prior_model`` (may be None).
 
     Public API (videos are float32 (B, 3, T, H, W) in [-1, 1]):
@@ -97,7 +110,12 @@ class LARPTokenizer(nn.Module):
     * :meth:`encode` -> :class:`TokenizerEncoding` (``.indices`` int64 (B, N));
     * :meth:`decode` (decoder input (B, N, D)), :meth:`decode_latents` ((B, N, d)),
       :meth:`decode_indices` ((B, N) ints) -> video;
-    * :meth:`reconstruct`, :meth:`run_with_cache`, :meth:`capture`;
+    * :meth:`reconstruct`;
+    * reading and editing internals (:class:`~larp_lab.models.capture.HookedMixin`):
+      :meth:`run_with_cache` / :meth:`capture` record hook points, :meth:`hooks` /
+      :meth:`run_with_hooks` (``fwd_hooks=[(name_or_predicate, fn)]``, reconstructing) read or
+      replace them, e.g. ``hook_decoder_in`` (B, N, D) to change one token's embedding or
+      ``decoder.blocks.1.attn.hook_head_out`` (B, H, L, hd) to ablate a head;
     * ``forward(video, step, max_steps)`` for training.
     """
 
@@ -127,11 +145,13 @@ class LARPTokenizer(nn.Module):
             self.prior_model = LARPPrior(c.prior, c.bottleneck_dim) if c.prior is not None else None
             self.hook_patch_embed = HookPoint()  # (B, P, D) patchify output, before the position table
             self.hook_encoder_out = HookPoint()  # (B, N, D) encoder query outputs
+            self.hook_decoder_in = HookPoint()  # (B, N, D) quantized token embeddings entering the decoder
             self.hook_decoder_out = HookPoint()  # (B, M, D) decoder patch-query outputs
             self.hook_final_out = HookPoint()  # (B, M, pt*p*p*C) before unpatchify
             self._init_weights()
             self.reset_fixed_tables()
         self._table_cache: dict[tuple, Tensor] = {}
+        name_hook_points(self)
 
     # -------------------------------------------------------------------------------------------
     # initialisation
@@ -205,8 +225,12 @@ class LARPTokenizer(nn.Module):
             decoder_patch_grid=dec,
         )
 
-    def check_video(self, video: Tensor) -> tuple[int, int, int]:
-        """Validate a (B, C, T, H, W) clip; returns (T, H, W). Raises ValueError with the reason."""
+    def check_video(self, video: Tensor, *, any_size: bool = False) -> tuple[int, int, int]:
+        """Validate a (B, C, T, H, W) clip; returns (T, H, W). Raises ValueError with the reason.
+
+        (T, H, W) must be the configured (frame_num, input_size, input_size), unless ``any_size``,
+        which accepts any clip whose frames and sides divide into the encoder's and decoder's patches.
+        """
         c = self.config
         if not isinstance(video, Tensor):
             raise TypeError(f"video must be a torch.Tensor, got {type(video).__name__}")
@@ -228,6 +252,14 @@ class LARPTokenizer(nn.Module):
                     f"a {T}x{H}x{W} clip (frames x height x width) does not divide into {pt}x{p}x{p} patches; "
                     f"this tokenizer was trained on {c.frame_num}x{c.input_size}x{c.input_size}"
                 )
+        if not any_size and (T, H, W) != (c.frame_num, c.input_size, c.input_size):
+            raise ValueError(
+                f"this tokenizer takes {c.frame_num}x{c.input_size}x{c.input_size} clips (frames x height x width); "
+                f"got {T}x{H}x{W}. Read files with larp_lab.data.video.read_video(path, num_frames={c.frame_num}, "
+                f"size={c.input_size}) (short side resized, centre crop), resize tensors with "
+                f"torch.nn.functional.interpolate(video, size=({c.frame_num}, {c.input_size}, {c.input_size}), "
+                "mode='trilinear'), or pass any_size=True to encode at a size it was not trained on"
+            )
         return int(T), int(H), int(W)
 
     def _to_model_range(self, video: Tensor) -> Tensor:
@@ -239,16 +271,19 @@ class LARPTokenizer(nn.Module):
     # -------------------------------------------------------------------------------------------
     # encode
     # -------------------------------------------------------------------------------------------
-    def encode(self, video: Tensor, *, sample: bool | None = None, temperature: float | None = None) -> TokenizerEncoding:
+    def encode(
+        self, video: Tensor, *, sample: bool | None = None, temperature: float | None = None, any_size: bool = False
+    ) -> TokenizerEncoding:
         """Tokenize clips.
 
         Args:
-            video: float (B, 3, T, H, W) in [-1, 1].
+            video: float (B, 3, T, H, W) in [-1, 1], (T, H, W) = (frame_num, input_size, input_size).
             sample: draw codes at ``temperature`` instead of the argmax (default: only in training).
+            any_size: accept other (T, H, W) that divide into patches (see :meth:`check_video`).
         Returns:
             :class:`TokenizerEncoding`; ``.indices`` is int64 (B, N).
         """
-        shape = self.check_video(video)
+        shape = self.check_video(video, any_size=any_size)
         x = self._to_model_range(video.to(self.encoder_latent_query_embed.dtype))
         B = x.shape[0]
         enc_grid, _ = self.grids(shape)
@@ -292,7 +327,7 @@ class LARPTokenizer(nn.Module):
         T, H, W = video_shape or (c.frame_num, c.input_size, c.input_size)
         _, dec_grid = self.grids((T, H, W))
         B = embeddings.shape[0]
-        z = embeddings + self.decoder_latent_pe  # (B, N, D)
+        z = self.hook_decoder_in(embeddings) + self.decoder_latent_pe  # (B, N, D)
         pq = self._table("dec", dec_grid, z) + self.decoder_patch_query_token_type_embed  # (1, M, D)
         seq = torch.cat([z, pq.expand(B, -1, -1)], dim=1)  # (B, N + M, D)
         M = pq.shape[1]
@@ -323,9 +358,9 @@ class LARPTokenizer(nn.Module):
         latents = self.bottleneck.regularizer.lookup(indices.to(self.device))
         return self.decode_latents(latents, video_shape)
 
-    def reconstruct(self, video: Tensor, *, sample: bool | None = None) -> Tensor:
+    def reconstruct(self, video: Tensor, *, sample: bool | None = None, any_size: bool = False) -> Tensor:
         """encode + decode: (B, 3, T, H, W) in [-1, 1] -> same shape, unclamped."""
-        enc = self.encode(video, sample=sample)
+        enc = self.encode(video, sample=sample, any_size=any_size)
         return self.decode(enc.embeddings, enc.video_shape)
 
     # -------------------------------------------------------------------------------------------
@@ -352,7 +387,7 @@ class LARPTokenizer(nn.Module):
         return self.prior_model.token_log_likelihood(reg.lookup(indices), indices, reg.normalized_codebook())
 
     # -------------------------------------------------------------------------------------------
-    # reading internals
+    # reading and editing internals (hooks: see larp_lab.models.capture)
     # -------------------------------------------------------------------------------------------
     def capture(
         self,
@@ -361,47 +396,43 @@ class LARPTokenizer(nn.Module):
         attention: bool = True,
         activations: bool = True,
         to_cpu: bool = False,
+        detach: bool = True,
         video_shape: tuple[int, int, int] | None = None,
     ) -> contextlib.AbstractContextManager[ActivationCache]:
-        """Context manager recording hook points while it is open.
+        """Context manager recording hook points while it is open (this thread / context only).
 
         ``attention`` selects the attention probabilities of every encoder/decoder/prior block
-        (``*.attn.hook_attn``); ``activations`` selects every other hook point. ``names`` overrides
-        both with an explicit filter. Hooks are removed on exit.
+        (``*.attn.hook_attn``); ``activations`` selects every other hook point. ``names`` (a
+        predicate or a list of names) overrides both. The cache's ``layout`` describes clips of
+        ``video_shape`` (T, H, W) (default: the configured size). Hooks are gone on exit.
         """
-        if names is None:
-
-            def names(n: str) -> bool:
-                return attention if n.endswith("hook_attn") else activations
-
-        return capture(self, names, to_cpu=to_cpu, layout=self.layout(video_shape))
+        return capture(self, hook_filter(names, attention, activations), detach=detach, to_cpu=to_cpu,
+                       layout=self.layout(video_shape))
 
     @torch.no_grad()
     def run_with_cache(
-        self, video: Tensor, *, attention: bool = True, activations: bool = True, to_cpu: bool = False
+        self, video: Tensor, *, names: NameFilter | list[str] | None = None, attention: bool = True,
+        activations: bool = True, to_cpu: bool = False, any_size: bool = False,
     ) -> tuple[Tensor, ActivationCache]:
-        """Reconstruct ``video`` while recording internals: (reconstruction, cache)."""
-        shape = self.check_video(video)
-        with self.capture(attention=attention, activations=activations, to_cpu=to_cpu, video_shape=shape) as cache:
-            rec = self.reconstruct(video)
+        """Reconstruct ``video`` (B, 3, T, H, W) while recording internals: (reconstruction, cache)."""
+        shape = self.check_video(video, any_size=any_size)
+        with self.capture(names, attention=attention, activations=activations, to_cpu=to_cpu,
+                          video_shape=shape) as cache:
+            rec = self.reconstruct(video, any_size=any_size)
         return rec, cache
 
+    def _hooked_run(self, video: Tensor, **kwargs) -> Tensor:
+        """What :meth:`run_with_hooks` runs: :meth:`reconstruct` (B, 3, T, H, W) -> same shape."""
+        return self.reconstruct(video, **kwargs)
+
     # -------------------------------------------------------------------------------------------
-    # checkpoints (implemented in larp_lab.hub)
+    # checkpoints: save_pretrained / from_pretrained come from larp_lab.checkpoint.PretrainedMixin
+    # (this project's format or the official Hub format, detected; ``prior_sizes=`` for an official
+    # prior name outside the official table); these attributes tell it what this model is
     # -------------------------------------------------------------------------------------------
-    def save_pretrained(self, directory, **kwargs) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (no pickle) to ``directory``."""
-        from ..hub import save_pretrained
-
-        save_pretrained(self, directory, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id, **kwargs) -> LARPTokenizer:
-        """Load this project's format or the official Hub format (detected from ``config.json``),
-        from a directory or, when online, a Hub repo id. See :func:`larp_lab.hub.load_tokenizer`."""
-        from ..hub import load_tokenizer
-
-        return load_tokenizer(path_or_repo_id, **kwargs)
+    config_class = TokenizerConfig
+    checkpoint_kind = "tokenizer"
+    official_format = TOKENIZER_FORMAT
 
     def num_parameters(self, include_prior: bool = True) -> int:
         return sum(

@@ -16,7 +16,7 @@ Every choice follows the official code (hywang66/LARP ``models/loss.py`` ``VQLPI
   move: ``ema = decay * ema + (1 - decay) * mean`` with decay 0.999, in float32, starting at 0. The
   official code multiplies the penalty by ``lecam_weight`` **twice** (``lecam_loss = w * reg`` and
   then ``total = d_loss + w * lecam_loss``), so its effective weight is ``w^2 = 1e-6``;
-  :class:`GANConfig` reproduces that by default (``lecam_weight_applied_twice``).
+  :class:`~larp_lab.training.config.GANConfig` reproduces that by default (``lecam_weight_applied_twice``).
 * **Generator weight**: a *fixed* weight, ``disc_weight (0.3) * disc_factor (1.0)``, and 0 before
   ``disc_start``; the ``last_layer`` passed by the trainer is unused, so there is no VQGAN-style
   adaptive weight. :func:`adaptive_weight` is offered as an option, not the official behaviour.
@@ -42,11 +42,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ConfigError, _ConfigBase
+from .config import DiscLoss, GANConfig
 
 __all__ = [
     "DiscriminatorSchedule",
-    "GANConfig",
     "LeCamEMA",
     "adaptive_weight",
     "discriminator_loss",
@@ -62,48 +61,6 @@ __all__ = [
     "ns_smooth_d_loss",
     "smooth_targets",
 ]
-
-DiscLoss = Literal["ns_smooth", "ns", "hinge"]
-
-
-@dataclass
-class GANConfig(_ConfigBase):
-    """The adversarial part of the tokenizer loss and the discriminator's sizes; defaults =
-    ``cfgs/larp_tokenizer.yaml`` (the reproduce script uses hidden 512, 8 heads, 12 blocks, d_lr 3e-5)."""
-
-    disc_loss: DiscLoss = "ns_smooth"
-    disc_weight: float = 0.3
-    disc_factor: float = 1.0
-    disc_start: int = 0  #: first epoch (or step, see ``start_unit``) of the generator's adversarial term
-    disc_self_start: int | None = None  #: first epoch/step of D updates; None -> ``disc_start``
-    start_unit: Literal["epoch", "step"] = "epoch"
-    d_update_freq: int = 5
-    d_update_loss_threshold: float = -1.0e6
-    lecam_weight: float = 0.001
-    lecam_decay: float = 0.999
-    lecam_weight_applied_twice: bool = True  #: the official effective LeCam weight is lecam_weight**2
-    d_lr: float = 1e-4
-    d_beta1: float = 0.5
-    d_beta2: float = 0.9
-    # discriminator sizes (a TransformerDiscriminator over the tokenizer's clip size)
-    hidden_size: int = 384
-    num_heads: int = 12
-    depth: int = 8
-    temporal_patch_size: int = 4
-    patch_size: int = 8
-
-    def validate(self) -> None:
-        if self.d_update_freq < 1:
-            raise ConfigError("GANConfig.d_update_freq must be >= 1")
-        if not 0.0 <= self.lecam_decay < 1.0:
-            raise ConfigError("GANConfig.lecam_decay must lie in [0, 1)")
-        if self.hidden_size % self.num_heads or self.hidden_size % 4:
-            raise ConfigError("GANConfig.hidden_size must be divisible by num_heads and by 4")
-
-    @property
-    def effective_lecam_weight(self) -> float:
-        """The factor the LeCam penalty finally gets in the discriminator loss."""
-        return self.lecam_weight**2 if self.lecam_weight_applied_twice else self.lecam_weight
 
 
 # ================================================================================================

@@ -12,14 +12,9 @@ from typing import Any
 import torch
 
 from ..config import TokenizerConfig
-from ..models.discriminator import DiscriminatorConfig, TransformerDiscriminator
-from .gan import (
-    DiscriminatorSchedule,
-    GANConfig,
-    LeCamEMA,
-    discriminator_step_loss,
-    generator_adversarial_loss,
-)
+from ..models.discriminator import TransformerDiscriminator
+from .config import GANConfig
+from .gan import DiscriminatorSchedule, LeCamEMA, discriminator_step_loss, generator_adversarial_loss
 
 
 class GanTrainer:
@@ -27,12 +22,10 @@ class GanTrainer:
                  steps_per_epoch: int = 1_000_000_000) -> None:
         self.cfg = cfg
         self.steps_per_epoch = max(1, steps_per_epoch)
-        dcfg = DiscriminatorConfig(
-            hidden_size=cfg.hidden_size, num_heads=cfg.num_heads, depth=cfg.depth, input_size=model_cfg.input_size,
-            frame_num=model_cfg.frame_num, temporal_patch_size=cfg.temporal_patch_size, patch_size=cfg.patch_size,
-            in_channels=model_cfg.in_channels,
+        self.disc = TransformerDiscriminator(  # judges the tokenizer's clips
+            cfg.discriminator, input_size=model_cfg.input_size, frame_num=model_cfg.frame_num,
+            in_channels=model_cfg.in_channels, device=device,
         )
-        self.disc = TransformerDiscriminator(dcfg, device=device)
         self.opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=(cfg.d_beta1, cfg.d_beta2))
         self.lecam = LeCamEMA(cfg.lecam_decay).to(device)
         self.schedule = DiscriminatorSchedule.from_config(cfg)

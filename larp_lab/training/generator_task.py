@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.video import repeat_last_frame
-from ..models.generator import LARPGenerator
+from ..models.generator import LARPGenerator, check_tokenizer_fit
 from ..models.tokenizer import LARPTokenizer
 from .config import GeneratorTrainConfig
 from .data import build_dataset
@@ -86,12 +86,10 @@ class GeneratorTask:
         self.cfg, self.device, self.progress = cfg, device, progress
         self.tokenizer = tokenizer.to(device).eval()
         m = cfg.model
-        if m.num_tokens != tokenizer.config.num_tokens or m.vocab_size != tokenizer.config.codebook_size:
-            raise ValueError(
-                f"generator config ({m.num_tokens} tokens over {m.vocab_size} codes) does not match the tokenizer "
-                f"({tokenizer.config.num_tokens} tokens over {tokenizer.config.codebook_size} codes); set "
-                "model_overrides num_tokens/vocab_size"
-            )
+        try:
+            check_tokenizer_fit(m, tokenizer.config)
+        except ValueError as e:
+            raise ValueError(f"{e}; set model_overrides num_tokens/vocab_size (and cls_token_num)") from None
         if (cfg.data.frames, cfg.data.size) != (tokenizer.config.frame_num, tokenizer.config.input_size):
             raise ValueError("data frames/size must equal the tokenizer's frame_num/input_size")
         self.model = LARPGenerator(m)

@@ -27,10 +27,13 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from ..hub import CheckpointError
+from ..checkpoint import CheckpointError
 from .config import OptimConfig, RunConfig
-from .helpers import EMA, EpochView, RunLogger, StepBatchSampler, environment_info, lr_multiplier
+from .ema import EMA
+from .run_log import RunLogger, environment_info
 from .runtime import Runtime
+from .sampler import EpochView, StepBatchSampler
+from .schedule import lr_multiplier
 from .state import find_state, load_state, rng_state, save_state, set_rng_state
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,19 @@ from .runtime import setup_runtime, teardown_runtime
 
 
 def _with_steps(cfg, max_steps: int | None):
+    """``cfg`` with ``run.max_steps`` set (``--max-steps``); a warm-up longer than the shortened run is
+    shortened to it, with a warning (a config's own warm-up must fit its own run)."""
     if max_steps is None:
         return cfg
-    return cfg.replace(run=cfg.run.replace(max_steps=max_steps))
+    optim = cfg.optim
+    if optim.warmup_steps > max_steps:
+        warnings.warn(
+            f"--max-steps {max_steps} is shorter than the config's warm-up ({optim.warmup_steps} steps); "
+            f"the warm-up is shortened to {max_steps} steps",
+            stacklevel=3,
+        )
+        optim = optim.replace(warmup_steps=max_steps)
+    return cfg.replace(run=cfg.run.replace(max_steps=max_steps), optim=optim)
 
 
 def fit_generator_to_tokenizer(cfg: GeneratorTrainConfig, tok) -> GeneratorTrainConfig:

@@ -120,7 +120,7 @@ def load_state(directory: str | Path) -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_state` (JSON + safetensors; nothing is unpickled)."""
     from safetensors.torch import load_file
 
-    from ..hub import CheckpointError, read_safetensors_header
+    from ..checkpoint import CheckpointError, read_safetensors_header
 
     found = find_state(directory)
     if found is None:

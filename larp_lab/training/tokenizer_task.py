@@ -11,6 +11,7 @@ prior's parameters get their own learning-rate multiplier (``prior_lr_mult``).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,12 @@ class TokenizerTask:
         self._val_batch = None
         self._code_counts = torch.zeros(cfg.model.codebook_size, dtype=torch.long)
         self._last_latents: torch.Tensor | None = None
+        self.locality = None  # attention-locality loss (training/locality.py), off unless configured
+        if cfg.locality is not None and cfg.locality.weight > 0:
+            from .locality import AttentionLocality
+
+            m = cfg.model
+            self.locality = AttentionLocality(cfg.locality, m.num_tokens, m.patch_grid, m.decoder_patch_grid)
 
     # -------------------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
@@ -83,11 +90,23 @@ class TokenizerTask:
     def loss(self, model: nn.Module, batch: dict, step: int, max_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
         c = self.cfg
         x = batch["video"]
-        out = model(x, step, max_steps, sample=None if c.vq_sampling else False)
+        loc_w = self.locality.cfg.weight_at(step) if self.locality is not None else 0.0
+        bare = getattr(model, "module", model)
+        with self.locality.recording(bare) if loc_w > 0 else contextlib.nullcontext():
+            if step < c.vq_warmup_steps:  # codebook warm-up: continuous latents, no VQ, no prior
+                from .codebook_init import continuous_forward
+
+                out = continuous_forward(bare, x)
+            else:
+                out = model(x, step, max_steps, sample=None if c.vq_sampling else False)
         rec = out.reconstruction.float()
         rec_loss = F.l1_loss(rec, x) if c.rec_loss == "l1" else F.mse_loss(rec, x)
         total = rec_loss + self.loss_q_weight(step) * out.encoding.loss_q
         metrics: dict[str, float] = {"rec": rec_loss.item(), "loss_q": out.encoding.loss_q.item()}
+        if loc_w > 0:
+            loc = self.locality.loss()
+            total = total + loc_w * loc
+            metrics.update(locality=loc.item(), locality_weight=loc_w)
         if out.prior is not None:
             total = total + c.prior_loss_weight * out.prior.loss
             metrics.update(
@@ -104,7 +123,7 @@ class TokenizerTask:
             metrics.update(g_metrics)
             self._last_rec = rec.detach()
         with torch.no_grad():
-            if c.dead_code_restart_every > 0:
+            if c.dead_code_restart_every > 0 and step >= c.vq_warmup_steps:
                 self._code_counts += torch.bincount(out.encoding.indices.flatten().cpu(),
                                                     minlength=self._code_counts.numel())
                 self._last_latents = out.encoding.normalized.detach().reshape(-1, out.encoding.normalized.shape[-1])
@@ -116,6 +135,13 @@ class TokenizerTask:
 
     def after_step(self, batch: dict, step: int) -> dict[str, float]:
         metrics: dict[str, float] = {}
+        c = self.cfg
+        if c.vq_warmup_steps > 0 and step + 1 == c.vq_warmup_steps:  # end of warm-up: k-means codebook
+            from .codebook_init import collect_latents, init_codebook_from_latents
+
+            lat = collect_latents(self.model, self.train_dataset, c.vq_init_clips, 32, c.run.seed + 4242, self.device)
+            init_codebook_from_latents(self.model, lat, seed=c.run.seed + 4243)
+            metrics["codebook_init"] = 1.0
         every = self.cfg.dead_code_restart_every
         if every > 0 and (step + 1) % every == 0:
             metrics["restarted_codes"] = float(self.restart_dead_codes())

@@ -22,9 +22,12 @@ per_class_bars                 per_class_table rows
 likelihood_error_scatter       per-clip NLL and error (matplotlib or plotly)
 codebook_usage_histogram       code counts (K,)
 embedding_scatter              (n, 2) coordinates, plotly with hover (embedding_scatter_static)
-token_id_grid                  token ids (N,) or (B, N)
+token_id_grid / _heatmap       token ids (N,) or (B, N) (the heatmap: plotly, ids on hover)
 per_frame_psnr_figure          PSNR per frame (T,) [+ conditioning frames shaded]
 =============================  ===============================================================
+
+:mod:`larp_lab.viz.notebook` holds what the notebooks share (``show_video``, ``show_frames``,
+``comparison_grid``, ``interleave``, ``repo_root``, ...); IPython is imported only when showing.
 """
 
 from .attention import attention_grid, layer_head_grid, overlay_video, query_centroid_scatter, rollout_figure
@@ -35,9 +38,11 @@ from .latent import (
     embedding_scatter_static,
     grid_shape,
     token_id_grid,
+    token_id_heatmap,
 )
 from .likelihood import likelihood_error_scatter, per_class_bars, surprisal_heatmap, surprisal_strip
 from .metrics import per_frame_psnr_figure
+from .notebook import comparison_grid, interleave, show_frames, show_video
 from .token_order import nll_order_curves, position_importance_bar, psnr_vs_k
 
 __all__ = [
@@ -46,10 +51,12 @@ __all__ = [
     "attention_grid",
     "category_colors",
     "codebook_usage_histogram",
+    "comparison_grid",
     "embedding_scatter",
     "embedding_scatter_static",
     "figure_to_array",
     "grid_shape",
+    "interleave",
     "layer_head_grid",
     "likelihood_error_scatter",
     "new_figure",
@@ -62,7 +69,10 @@ __all__ = [
     "query_centroid_scatter",
     "rollout_figure",
     "save_figure",
+    "show_frames",
+    "show_video",
     "surprisal_heatmap",
     "surprisal_strip",
     "token_id_grid",
+    "token_id_heatmap",
 ]

@@ -10,7 +10,17 @@ import numpy as np
 from ..analysis._util import to_numpy
 from .figure import category_colors, new_figure, plotly_go
 
-__all__ = ["codebook_usage_histogram", "embedding_scatter", "embedding_scatter_static", "grid_shape", "token_id_grid"]
+__all__ = [
+    "codebook_usage_histogram",
+    "embedding_scatter",
+    "embedding_scatter_static",
+    "grid_shape",
+    "token_id_grid",
+    "token_id_heatmap",
+]
+
+#: token-id grids write the ids into their cells up to this many cells (more are unreadable)
+ANNOTATE_MAX_CELLS = 64
 
 
 def codebook_usage_histogram(counts, *, log: bool = True):
@@ -135,28 +145,31 @@ def grid_shape(n: int) -> tuple[int, int]:
     return r, n // r
 
 
-def token_id_grid(indices, codebook_size: int, *, shape: tuple[int, int] | None = None, annotate: bool | None = None,
-                  cmap: str = "turbo", title: str = "token ids"):
-    """Token ids as an image: one clip (N,) as a near-square grid (``shape`` or :func:`grid_shape`,
-    row-major in token order), or a batch (B, N) as one row per clip. Colours map id / K;
-    ``annotate`` writes the ids in the cells (default when there are at most 256 cells)."""
+def _id_image(indices, shape: tuple[int, int] | None) -> tuple[np.ndarray, str, str]:
+    """Token ids (N,) -> a (rows, cols) grid in row-major token order, or (B, N) as it is; with axis labels."""
     idx = to_numpy(indices).astype(np.int64)
     if idx.ndim == 1:
         rows, cols = shape or grid_shape(idx.size)
         if rows * cols != idx.size:
             raise ValueError(f"shape {shape} does not hold {idx.size} tokens")
-        img = idx.reshape(rows, cols)
-        xlabel, ylabel = "token (row-major order)", ""
-    elif idx.ndim == 2:
-        img = idx
-        xlabel, ylabel = "token position", "clip"
-    else:
-        raise ValueError(f"indices must be (N,) or (B, N); got {idx.shape}")
+        return idx.reshape(rows, cols), "token (row-major order)", ""
+    if idx.ndim == 2:
+        return idx, "token position", "clip"
+    raise ValueError(f"indices must be (N,) or (B, N); got {idx.shape}")
+
+
+def token_id_grid(indices, codebook_size: int, *, shape: tuple[int, int] | None = None, annotate: bool | None = None,
+                  cmap: str = "turbo", title: str = "token ids"):
+    """Token ids as an image: one clip (N,) as a near-square grid (``shape`` or :func:`grid_shape`,
+    row-major in token order), or a batch (B, N) as one row per clip. Colours map id / K;
+    ``annotate`` writes the ids in the cells (default: at most ``ANNOTATE_MAX_CELLS`` cells; for
+    more, :func:`token_id_heatmap` shows each id on hover)."""
+    img, xlabel, ylabel = _id_image(indices, shape)
     R, C = img.shape
     fig, axes = new_figure(figsize=(min(1.5 + 0.35 * C, 12), min(1.0 + 0.35 * R, 10)))
     ax = axes[0, 0]
     im = ax.imshow(img, cmap=cmap, vmin=0, vmax=max(codebook_size - 1, 1), interpolation="nearest", aspect="auto")
-    if annotate if annotate is not None else img.size <= 256:
+    if annotate if annotate is not None else img.size <= ANNOTATE_MAX_CELLS:
         for (i, j), v in np.ndenumerate(img):
             ax.text(j, i, str(v), ha="center", va="center", fontsize=6, color="w",
                     path_effects=_outline())
@@ -164,6 +177,38 @@ def token_id_grid(indices, codebook_size: int, *, shape: tuple[int, int] | None 
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, label="code id")
+    return fig
+
+
+def token_id_heatmap(indices, codebook_size: int, *, shape: tuple[int, int] | None = None,
+                     annotate: bool | None = None, title: str = "token ids"):
+    """The interactive (plotly) version of :func:`token_id_grid`: hovering a cell shows its token
+    position, grid cell and code id; ids are written into the cells only for small grids
+    (``annotate``, default at most ``ANNOTATE_MAX_CELLS`` cells). ``title=""``: no title.
+
+    Returns:
+        ``plotly.graph_objects.Figure``; the cells keep the grid's aspect (square cells).
+    """
+    go = plotly_go()
+    img, xlabel, ylabel = _id_image(indices, shape)
+    R, C = img.shape
+    one_clip = to_numpy(indices).ndim == 1
+    if one_clip:
+        hover = [[f"token {i * C + j} (row {i}, column {j})<br>code {img[i, j]}" for j in range(C)] for i in range(R)]
+    else:
+        hover = [[f"clip {i}, token {j}<br>code {img[i, j]}" for j in range(C)] for i in range(R)]
+    show = annotate if annotate is not None else img.size <= ANNOTATE_MAX_CELLS
+    fig = go.Figure(go.Heatmap(
+        z=img, zmin=0, zmax=max(codebook_size - 1, 1), colorscale="Turbo", hovertext=hover,
+        hovertemplate="%{hovertext}<extra></extra>", colorbar={"title": {"text": "code id"}},
+        text=img.astype(str) if show else None, texttemplate="%{text}" if show else None,
+        xgap=1, ygap=1,
+    ))
+    fig.update_yaxes(autorange="reversed", title_text=ylabel, scaleanchor="x" if one_clip else None,
+                     constrain="domain")
+    fig.update_xaxes(title_text=xlabel, constrain="domain")
+    fig.update_layout(title={"text": title, "x": 0.5, "xanchor": "center"} if title else None,
+                      template="plotly_white", margin={"l": 40, "r": 20, "t": 50 if title else 20, "b": 40})
     return fig
 
 

@@ -12,8 +12,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from larp_lab import CheckpointError, ConfigError, LARPGenerator, LARPTokenizer
+from larp_lab.checkpoint import read_safetensors_header
 from larp_lab.config import GENERATOR_PRESETS, TOKENIZER_PRESETS, TokenizerConfig
-from larp_lab.hub import read_safetensors_header
 
 
 @pytest.fixture(scope="module")
@@ -241,3 +241,75 @@ def test_convert_official_to_project_format(official_tokenizer_dir, official_gen
     assert main(["convert", str(g), str(tmp_path / "gen")]) == 0
     gen = LARPGenerator.from_pretrained(tmp_path / "gen")
     assert torch.equal(gen.sample(gio["cond_idx"], greedy=True), gio["generate.greedy"].long())
+
+
+# ------------------------------------------------------------------------------------------------
+# The mixin: class attributes say what a model is; no module of the checkpoint layer imports models
+# ------------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_layer_does_not_import_the_models():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, larp_lab.checkpoint, larp_lab.official; "
+        "print(sorted(m for m in sys.modules if m.startswith('larp_lab')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert eval(out) == ["larp_lab", "larp_lab.checkpoint", "larp_lab.config", "larp_lab.official"]
+    with pytest.raises(ImportError):
+        __import__("larp_lab.hub")
+
+
+def test_models_declare_their_checkpoint_format():
+    from larp_lab.checkpoint import PretrainedMixin
+    from larp_lab.config import GeneratorConfig
+    from larp_lab.evaluation.classifier import ClassifierConfig, VideoClassifier
+    from larp_lab.official import GENERATOR_FORMAT, TOKENIZER_FORMAT
+
+    assert (LARPTokenizer.config_class, LARPTokenizer.checkpoint_kind, LARPTokenizer.official_format) == (
+        TokenizerConfig, "tokenizer", TOKENIZER_FORMAT)
+    assert (LARPGenerator.config_class, LARPGenerator.checkpoint_kind, LARPGenerator.official_format) == (
+        GeneratorConfig, "generator", GENERATOR_FORMAT)
+    assert (VideoClassifier.config_class, VideoClassifier.checkpoint_kind, VideoClassifier.official_format) == (
+        ClassifierConfig, "video_classifier", None)
+    assert all(issubclass(c, PretrainedMixin) for c in (LARPTokenizer, LARPGenerator, VideoClassifier))
+
+
+def test_classifier_checkpoints_go_through_the_same_strict_loader(micro_tok, tmp_path):
+    from larp_lab.evaluation.classifier import ClassifierConfig, VideoClassifier
+
+    torch.manual_seed(0)
+    clf = VideoClassifier(ClassifierConfig(num_classes=3, frames=8, size=16, width=4)).eval()
+    clf.save_pretrained(tmp_path / "clf", metadata={"note": 1})
+    back = VideoClassifier.from_pretrained(tmp_path / "clf")
+    assert back.config == clf.config and not back.training
+    assert all(torch.equal(a, b) for a, b in zip(clf.state_dict().values(), back.state_dict().values()))
+    f = tmp_path / "clf" / "model.safetensors"
+    sd = load_file(str(f))
+    sd["head.bias"] = torch.zeros(5)
+    save_file(sd, str(f))
+    with pytest.raises(CheckpointError, match=r"head\.bias: file \(5,\) vs model \(3,\)"):
+        VideoClassifier.from_pretrained(tmp_path / "clf")
+    micro_tok.save_pretrained(tmp_path / "tok")
+    with pytest.raises(CheckpointError, match="holds a tokenizer, not a video_classifier; load it with LARPTokenizer"):
+        VideoClassifier.from_pretrained(tmp_path / "tok")
+    with pytest.raises(CheckpointError, match="holds a video_classifier, not a tokenizer; load it with VideoClassifier"):
+        LARPTokenizer.from_pretrained(tmp_path / "clf")
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    from larp_lab.checkpoint import atomic_write_bytes
+
+    target = tmp_path / "sub" / "f.txt"
+    atomic_write_bytes(target, lambda p: open(p, "w").write("old"))
+    assert target.read_text() == "old"
+
+    def fails(p):
+        open(p, "w").write("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write_bytes(target, fails)
+    assert target.read_text() == "old" and sorted(x.name for x in target.parent.iterdir()) == ["f.txt"]

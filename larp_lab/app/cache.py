@@ -1,4 +1,4 @@
-"""The models behind the app: loaded once, by name, and shared by every handler.
+"""The models behind the app: loaded once, by name, and shared by every handler (:class:`ModelCache`).
 
 Names are what ``--tokenizer`` / ``--generator`` / ``--predictor`` accept: a bundled model name
 (``checkpoints/<name>``), a checkpoint directory, an official Hub repo id, or ``untrained:<preset>``.
@@ -15,7 +15,7 @@ from ..bundled import (
     DEFAULT_FRAME_PREDICTOR,
     DEFAULT_GENERATOR,
     DEFAULT_TOKENIZER,
-    checkpoints_dir,
+    find_checkpoints_dir,
     is_untrained,
     resolve_generator,
     resolve_tokenizer,
@@ -27,8 +27,8 @@ def bundled_names() -> dict[str, list[str]]:
     import json
 
     out: dict[str, list[str]] = {"tokenizer": [], "generator": [], "predictor": []}
-    root = checkpoints_dir()
-    if not root.is_dir():
+    root = find_checkpoints_dir()
+    if root is None:  # no bundled models here (an installed wheel): only the models named on the command line
         return out
     for d in sorted(root.iterdir()):
         cfg = d / "config.json"
@@ -48,7 +48,7 @@ def bundled_names() -> dict[str, list[str]]:
 
 
 @dataclass
-class ModelHub:
+class ModelCache:
     """Loads models lazily by name and keeps them (thread-safe); everything on ``device``."""
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))

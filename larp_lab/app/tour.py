@@ -1,0 +1,203 @@
+"""A tour of the running app in a headless Chromium (Playwright): every tab's action is run on a clip,
+then every tab is shown and screenshotted at each window size, with the problems a user would see.
+
+Used by ``tests/test_app.py`` (CI) and ``scripts/app_screens.py`` (the pictures in ``docs/screens/``).
+Playwright is a dev dependency, imported when :func:`tour` runs. A problem is one sentence: a page
+error or console error, an error message shown by the app, a page wider than the window (sideways
+scrolling on a phone), a video box taller than the app allows, or a label floating over a figure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+TABS = ("Reconstruct", "Generate", "Predict", "Explore")
+#: a video box may be at most this tall (px); the app asks for 300 plus its label and buttons
+MAX_VIDEO_BOX_H = 420
+BROWSER_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage")
+
+# what each tab's button leaves on the page when it has answered (JavaScript predicates)
+_DONE = {
+    "Reconstruct": "() => { const v = document.querySelector('#prefix_out video');"
+                   " return !!v && v.readyState >= 2; }",
+    "Generate": "() => document.querySelectorAll('#gallery video, #gallery img').length > 0"
+                " && !!document.querySelector('#gen_surprisal img')",
+    "Predict": "() => { const v = document.querySelector('#pred_out video');"
+               " return !!v && v.readyState >= 2; }",
+    "Explore": "() => !!document.querySelector('#exp_heat img') && !!document.querySelector('#exp_umap .js-plotly-plot')",
+}
+_USED = {"Reconstruct": "#rec_used", "Predict": "#pred_used", "Explore": "#exp_used"}
+#: the figures, captioned by the app (no floating label over them)
+FIGURES = ("#rec_psnr", "#rec_tokens", "#gen_surprisal", "#pred_psnr", "#exp_heat", "#exp_surprisal", "#exp_umap")
+
+
+@dataclass
+class TourResult:
+    """What :func:`tour` saw."""
+
+    screenshots: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    used: dict[str, str] = field(default_factory=dict)  #: tab -> its "The model saw: ..." line
+    token_hover: str = ""  #: the tooltip of a cell of the token-id grid (Reconstruct)
+    seconds: dict[str, float] = field(default_factory=dict)  #: tab -> seconds its action took
+    video_box_h: dict[str, float] = field(default_factory=dict)  #: "<tab> <w>x<h> <elem>" -> box height (px)
+
+
+@contextmanager
+def running_app(app_py: str | Path, args: list[str], *, env: dict[str, str] | None = None,
+                start_timeout_s: float = 180.0) -> Iterator[str]:
+    """Run ``python app.py --port <free port> *args`` (offline, no analytics) and yield its URL;
+    the app is stopped on exit. Raises RuntimeError (with the app's output) when it does not start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
+    proc = subprocess.Popen([sys.executable, str(app_py), "--port", str(port), *args], cwd=Path(app_py).parent,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app exited: {proc.stdout.read()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"the app did not start within {start_timeout_s:.0f} s") from None
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def open_tab(page, name: str) -> None:
+    """Select a tab, through the "More tabs" menu when the window is too narrow to show it."""
+    tab = page.get_by_role("tab", name=name, exact=True)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+    else:
+        page.get_by_role("button", name="More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).first.click()
+    page.get_by_role("tab", name=name, exact=True).wait_for(state="visible", timeout=10_000)
+
+
+def _run(page, name: str, clip: str, start_s: float, timeout_ms: int) -> None:
+    """Run the tab's action (upload ``clip`` from ``start_s`` s where it takes one) and wait for the answer."""
+    elem = {"Reconstruct": "rec", "Predict": "pred", "Explore": "exp"}.get(name)
+    if elem:
+        page.locator(f"#{elem}_in input[type=file]").set_input_files(clip)
+        page.locator(f"#{elem}_start input").fill(str(start_s))
+        page.wait_for_timeout(300)
+    page.click({"Reconstruct": "#rec_btn", "Generate": "#gen_btn", "Predict": "#pred_btn",
+                "Explore": "#exp_btn"}[name])
+    if name == "Reconstruct":
+        page.locator("#rec_used").get_by_text("frames (").wait_for(timeout=timeout_ms)
+        page.click("#prefix_btn")
+    page.wait_for_function(_DONE[name], timeout=timeout_ms)
+
+
+def _hover_token_grid(page) -> str:
+    """Hover the middle of the token-id grid; the tooltip's text ("" when none shows)."""
+    grid = page.locator("#rec_tokens .nsewdrag").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    tip = page.locator("#rec_tokens .hovertext")
+    try:
+        tip.first.wait_for(state="attached", timeout=5_000)
+    except Exception:  # playwright's TimeoutError: no tooltip
+        return ""
+    return " ".join(tip.first.text_content().split())
+
+
+def _problems(page, label: str) -> list[str]:
+    out = []
+    toasts = page.locator(".toast-body")
+    for i in range(toasts.count()):
+        out.append(f"{label}: the app shows a message: {' '.join(toasts.nth(i).inner_text().split())}")
+    for fig in FIGURES:  # Gradio's floating label would cover the top of the figure (its title)
+        if page.locator(f"{fig} [data-testid=block-label]:visible").count():
+            out.append(f"{label}: a label floats over the figure {fig}")
+    width, inner = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    if width > inner + 1:
+        out.append(f"{label}: the page is {width} px wide in a {inner} px window (sideways scrolling)")
+    return out
+
+
+def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHONE), chromium: str | None = None,
+         start_s: float = 1.0, timeout_s: float = 120.0, full_page: bool = True, image_format: str = "png",
+         ) -> TourResult:
+    """Run every tab's action once (at the first size), then show and screenshot every tab at every
+    size, as ``<out_dir>/<tab>_<w>x<h>.<image_format>``.
+
+    Args:
+        url: the running app. clip: a video file for the tabs that take one, read from ``start_s`` s.
+        chromium: the browser executable (None: Playwright's own).
+        full_page: the whole page (True) or the window only. image_format: "png" or "jpeg" (smaller).
+    """
+    if image_format not in ("png", "jpeg"):
+        raise ValueError(f"image_format must be 'png' or 'jpeg'; got {image_format!r}")
+    from playwright.sync_api import sync_playwright
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    res = TourResult()
+    timeout_ms = int(timeout_s * 1000)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=list(BROWSER_ARGS))
+        try:
+            w, h = sizes[0]
+            page = browser.new_page(viewport={"width": w, "height": h})
+            page.on("pageerror", lambda e: res.problems.append(f"page error: {e}"))
+            page.on("console", lambda m: res.problems.append(f"console error: {m.text}") if m.type == "error" else None)
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator("#rec_btn").wait_for(state="visible", timeout=timeout_ms)
+            for name in TABS:
+                open_tab(page, name)
+                t0 = time.perf_counter()
+                _run(page, name, str(clip), start_s, timeout_ms)
+                res.seconds[name] = round(time.perf_counter() - t0, 2)
+                if name in _USED:
+                    res.used[name] = " ".join(page.locator(_USED[name]).inner_text().split())
+                if name == "Reconstruct":
+                    res.token_hover = _hover_token_grid(page)
+            for w, h in sizes:
+                page.set_viewport_size({"width": w, "height": h})
+                for name in TABS:
+                    open_tab(page, name)
+                    # plots drawn while their tab was hidden are redrawn on a resize, as when a phone turns
+                    page.evaluate("() => window.dispatchEvent(new Event('resize'))")
+                    page.wait_for_timeout(400)  # let the layout settle
+                    label = f"{name} at {w}x{h}"
+                    res.problems += _problems(page, label)
+                    for elem in ("rec_in", "rec_out", "prefix_out", "pred_in", "pred_out", "exp_in", "exp_out"):
+                        box = page.locator(f"#{elem}")
+                        if box.count() and box.is_visible():
+                            res.video_box_h[f"{name} {w}x{h} {elem}"] = box.bounding_box()["height"]
+                    path = out / f"{name.lower()}_{w}x{h}.{'png' if image_format == 'png' else 'jpg'}"
+                    page.screenshot(path=str(path), full_page=full_page, type=image_format,
+                                    quality=None if image_format == "png" else 80)
+                    res.screenshots.append(path)
+        finally:
+            browser.close()
+    for key, height in res.video_box_h.items():
+        if height > MAX_VIDEO_BOX_H:
+            res.problems.append(f"{key}: a video box {height:.0f} px tall (at most {MAX_VIDEO_BOX_H})")
+    return res

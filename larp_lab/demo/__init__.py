@@ -1,1 +1,0 @@
-"""Handlers behind the Gradio app (``app.py`` stays a thin UI file)."""
