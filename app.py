@@ -148,8 +148,11 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         return str(r["overlay"]), saw(r["used"]), r["heatmap"], r["surprisal"], r["umap"], r["info"]
 
     # -------------------------------------------------------------------------------- layout
-    sees = (f"The model sees {cfg.frame_num} frames from the start time, at a {cfg.input_size}x{cfg.input_size} "
-            "centre crop (the short side resized first).")
+    def sees_text(c) -> str:
+        return (f"The model sees {c.frame_num} frames from the start time, at a {c.input_size}x{c.input_size} "
+                "centre crop (the short side resized first).")
+
+    sees = sees_text(cfg)
 
     def clip_input(label: str, elem: str, sources=("upload",)):
         """A video input with its start-time box (elem_id ``<elem>_start``)."""
@@ -276,9 +279,10 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             return (gr.update(maximum=c.num_tokens, value=c.num_tokens), gr.update(maximum=c.num_tokens - 1, value=0),
                     gr.update(maximum=c.encoder_depth - 1, value=c.encoder_depth - 1),
                     gr.update(choices=["mean"] + [str(h) for h in range(c.encoder_num_heads)], value="mean"),
-                    gr.update(maximum=c.frame_num - 1, value=min(5, c.frame_num - 1)), None)
+                    gr.update(maximum=c.frame_num - 1, value=min(5, c.frame_num - 1)), None,
+                    *[sees_text(c)] * 3)
 
-        tok_dd.change(_guard(on_tokenizer_change), [tok_dd], [k, query, layer, head, cond, state],
+        tok_dd.change(_guard(on_tokenizer_change), [tok_dd], [k, query, layer, head, cond, state, used, p_used, e_used],
                       api_visibility="private")
 
         # API endpoints with exactly the documented signatures (hidden components carry the files)

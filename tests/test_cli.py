@@ -231,6 +231,50 @@ def test_info_describes_a_model_for_a_user(tmp_path, capsys):
     assert "no MODEL_CARD.md" in out and "classes" not in out
 
 
+def test_info_of_a_hub_repo_reads_the_weights_header_remotely(official_tokenizer_dir, tmp_path, monkeypatch, capsys):
+    """`info OWNER/NAME` downloads config.json and the cards only; the weights' header is read remotely."""
+    from types import SimpleNamespace
+
+    import huggingface_hub
+
+    from larp_lab.checkpoint import read_safetensors_header
+
+    d, _, _ = official_tokenizer_dir
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    shutil.copy(d / "config.json", snap / "config.json")
+    asked = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kw):
+        asked.append((repo_id, tuple(allow_patterns)))
+        return str(snap)
+
+    def fake_metadata(repo_id, **kw):
+        header = read_safetensors_header(d / "model.safetensors")
+        tensors = {k: SimpleNamespace(dtype=dt, shape=list(shape)) for k, (dt, shape) in header.items()}
+        return SimpleNamespace(files_metadata={"model.safetensors": SimpleNamespace(tensors=tensors)})
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", fake_metadata)
+    assert main(["info", "someone/LARP-test-tokenizer", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert asked == [("someone/LARP-test-tokenizer", ("config.json", "*.md"))]  # no weights asked for
+    from larp_lab import LARPTokenizer
+
+    assert info["parameters"] == sum(p.numel() for p in LARPTokenizer.from_pretrained(d).parameters())
+    assert "not downloaded" in info["weights"] and info["directory"].startswith("someone/LARP-test-tokenizer (Hub")
+
+    def offline(repo_id, **kw):
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "get_safetensors_metadata", offline)
+    assert main(["info", "someone/LARP-test-tokenizer"]) == 0
+    assert "could not be read (offline?)" in capsys.readouterr().out
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    assert main(["info", "someone/LARP-test-tokenizer"]) == 2
+    assert "could not read someone/LARP-test-tokenizer from the Hugging Face Hub" in capsys.readouterr().err
+
+
 def _help_text(capsys, *args) -> str:
     with pytest.raises(SystemExit) as e:
         main([*args, "sample", "--help"])
