@@ -312,7 +312,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="larp_lab app")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -325,7 +325,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="directory of the bundled models (default: the repository's checkpoints/)")
     p.add_argument("--max-concurrency", type=int, default=2, help="requests processed at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most (then 'queue full')")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     import torch
 
     from larp_lab.bundled import checkpoints_dir, set_checkpoints_dir

@@ -125,42 +125,37 @@ def load_default_frame_predictor(device: torch.device | str = "cpu"):
     return LARPGenerator.from_pretrained(bundled_path(DEFAULT_FRAME_PREDICTOR), device=device)
 
 
-def _untrained(spec: str, presets: dict, kind: str):
-    name = spec[len(UNTRAINED_PREFIX) :]
-    if name not in presets:
-        raise CheckpointError(f"unknown {kind} preset {name!r}; choose one of {sorted(presets)}")
-    warnings.warn(f"using an UNTRAINED {kind} ({name}, random weights): outputs are noise", stacklevel=3)
-    return presets[name]()
+def _resolve(spec: str, model_class, presets: dict, kind: str, load_default, device, seed: int):
+    """A ``model_class`` from ``spec`` (shared by :func:`resolve_tokenizer` and :func:`resolve_generator`):
+    ``untrained:<one of presets>`` (seeded random weights), ``"default"`` (``load_default``), a bundled
+    name, a directory or a Hub id."""
+    if spec.startswith(UNTRAINED_PREFIX):
+        name = spec[len(UNTRAINED_PREFIX) :]
+        if name not in presets:
+            raise CheckpointError(f"unknown {kind} preset {name!r}; choose one of {sorted(presets)}")
+        warnings.warn(f"using an UNTRAINED {kind} ({name}, random weights): outputs are noise", stacklevel=3)
+        cfg = presets[name]()
+        torch.manual_seed(seed)
+        return model_class(cfg, device=device).eval()
+    if spec == "default":
+        return load_default(device)
+    if not Path(spec).exists() and has_bundled(spec):
+        spec = str(bundled_path(spec))
+    return model_class.from_pretrained(spec, device=device)
 
 
 def resolve_tokenizer(spec: str = "default", device: torch.device | str = "cpu", seed: int = 0):
     """A tokenizer from a name, directory, Hub id or ``untrained:<preset>`` (see module docstring)."""
     from .models.tokenizer import LARPTokenizer
 
-    if spec.startswith(UNTRAINED_PREFIX):
-        cfg = _untrained(spec, TOKENIZER_PRESETS, "tokenizer")
-        torch.manual_seed(seed)
-        return LARPTokenizer(cfg, device=device).eval()
-    if spec == "default":
-        return load_default_tokenizer(device)
-    if not Path(spec).exists() and has_bundled(spec):
-        spec = str(bundled_path(spec))
-    return LARPTokenizer.from_pretrained(spec, device=device)
+    return _resolve(spec, LARPTokenizer, TOKENIZER_PRESETS, "tokenizer", load_default_tokenizer, device, seed)
 
 
 def resolve_generator(spec: str = "default", device: torch.device | str = "cpu", seed: int = 0):
     """A generator from a name, directory, Hub id or ``untrained:<preset>``."""
     from .models.generator import LARPGenerator
 
-    if spec.startswith(UNTRAINED_PREFIX):
-        cfg = _untrained(spec, GENERATOR_PRESETS, "generator")
-        torch.manual_seed(seed)
-        return LARPGenerator(cfg, device=device).eval()
-    if spec == "default":
-        return load_default_generator(device)
-    if not Path(spec).exists() and has_bundled(spec):
-        spec = str(bundled_path(spec))
-    return LARPGenerator.from_pretrained(spec, device=device)
+    return _resolve(spec, LARPGenerator, GENERATOR_PRESETS, "generator", load_default_generator, device, seed)
 
 
 def is_untrained(spec: str) -> bool:

@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="video file (mp4, webm, mkv, avi, mov, gif)")
     r.add_argument("-o", "--output", required=True, help="output .mp4 or .gif")
     r.add_argument("--tokenizer", default="default", help="bundled name, directory, Hub repo id or untrained:<preset>")
-    r.add_argument("--frames", type=int, default=None, help="frames to read (default: the model's)")
+    r.add_argument("--frames", type=int, default=None, help="frames to read (default: the model's; other values encode at a size the model was not trained on)")
     r.add_argument("--size", type=int, default=None, help="square crop size (default: the model's)")
     r.add_argument("--stride", type=int, default=1, help="keep every n-th frame")
     r.add_argument("--fps", type=float, default=None, help="sample at this frame rate instead of --stride")

@@ -245,18 +245,19 @@ blocks; prior {c.prior.n_layer} layers x {c.prior.n_embd} wide; {tok.num_paramet
 {_train_section(infos["tokenizer"])}
 ## Metrics (measured by scripts/bundle_models.py on held-out data)
 
-| set | PSNR (dB) | SSIM | codebook usage | perplexity | proxy rFVD |
-|---|---|---|---|---|---|
-| synthetic, {syn['clips']} held-out clips | {syn['psnr_db']:.2f} | {syn['ssim']:.3f} | {syn['codebook_usage']:.1%} | {syn['perplexity']:.0f} | {syn.get('proxy_rfvd', float('nan')):.2f} |
-| photo pans, {ph['clips']} held-out clips | {ph['psnr_db']:.2f} | {ph['ssim']:.3f} | {ph['codebook_usage']:.1%} | {ph['perplexity']:.0f} | - |
-| real clip ({real['clip']}, {real['windows']} windows, centre crop, never trained on) | {real['psnr_db_mean']:.2f} | - | - | - | - |
+| set | PSNR (dB) | SSIM | codebook usage | perplexity | prior bits/token (uniform {syn['uniform_bits_per_token']:.0f}) | proxy rFVD |
+|---|---|---|---|---|---|---|
+| synthetic, {syn['clips']} held-out clips | {syn['psnr_db']:.2f} | {syn['ssim']:.3f} | {syn['codebook_usage']:.1%} | {syn['perplexity']:.0f} | {syn['prior_bits_per_token']:.2f} | {syn.get('proxy_rfvd', float('nan')):.2f} |
+| photo pans, {ph['clips']} held-out clips | {ph['psnr_db']:.2f} | {ph['ssim']:.3f} | {ph['codebook_usage']:.1%} | {ph['perplexity']:.0f} | {ph['prior_bits_per_token']:.2f} | - |
+| real clip ({real['clip']}, {real['windows']} windows, centre crop, never trained on) | {real['psnr_db_mean']:.2f} | - | - | - | - | - |
 
 Per window PSNR on the real clip: {real['psnr_db_per_window']}. Encode {syn['encode_ms_per_clip']:.1f} ms and
 decode {syn['decode_ms_per_clip']:.1f} ms per clip in batches of 16 on this CPU.
 
-Targets of the bundling issue: PSNR >= 30 dB on held-out synthetic clips
-({'met' if syn['psnr_db'] >= 30 else 'missed'}), >= 25 dB on the real clip ({'met' if real['psnr_db_mean'] >= 25 else 'missed'}),
-codebook usage >= 50% ({'met' if syn['codebook_usage'] >= 0.5 else 'missed'}). Missed targets are due to CPU-only training
+Targets (issue 12): held-out synthetic PSNR >= 28 dB ({'met' if syn['psnr_db'] >= 28 else 'missed'}) and SSIM >= 0.85
+({'met' if syn['ssim'] >= 0.85 else 'missed'}), the real clip >= 22 dB ({'met' if real['psnr_db_mean'] >= 22 else 'missed'}),
+codebook usage >= 50% ({'met' if syn['codebook_usage'] >= 0.5 else 'missed'}), prior <= 7 bits per token
+({'met' if syn['prior_bits_per_token'] <= 7 else 'missed'}; a uniform prior needs {syn['uniform_bits_per_token']:.0f}). Missed targets are due to CPU-only training
 (no GPU was available; see the hardware above): the same command on a GPU with a larger batch and more steps is
 what to run to replace this model (no code change needed).
 """
@@ -284,8 +285,8 @@ Tokens of synthetic clips (see {DEFAULT_TOKENIZER}/MODEL_CARD.md). MIT licence.
 
 For reference, the tokenizer's own reconstruction proxy rFVD on held-out synthetic clips is
 {m['tokenizer']['synthetic'].get('proxy_rfvd', float('nan')):.2f}: the distance between generated and real clips cannot be expected
-below that. Target: class accuracy >= 90% at a documented CFG scale
-({'met' if max(g['class_accuracy'], g1['class_accuracy']) >= 0.9 else 'missed'}).
+below that. Target (issue 12): class accuracy >= 80% at a documented CFG scale
+({'met' if max(g['class_accuracy'], g1['class_accuracy']) >= 0.8 else 'missed'}; chance is 1/{gc.num_classes} = {1 / gc.num_classes:.1%}).
 """
     (ck / DEFAULT_GENERATOR / "MODEL_CARD.md").write_text(gen_card)
     pm = m["predictor"]
@@ -309,7 +310,8 @@ Tokens of synthetic clips (see {DEFAULT_TOKENIZER}/MODEL_CARD.md). MIT licence.
 | baseline: repeat the last conditioning frame | {pm['psnr_repeat_last_frame_db']:.2f} |
 | upper reference: the tokenizer's reconstruction of the true frames | {pm['psnr_tokenizer_reconstruction_of_those_frames_db']:.2f} |
 
-Target: better than repeating the last frame ({'met' if pm['psnr_predicted_frames_db'] > pm['psnr_repeat_last_frame_db'] else 'missed'}).
+Target (issue 12): at least 1 dB better than repeating the last frame ({'met' if pm['psnr_predicted_frames_db'] >= pm['psnr_repeat_last_frame_db'] + 1 else 'missed'}:
+{pm['psnr_predicted_frames_db'] - pm['psnr_repeat_last_frame_db']:+.2f} dB).
 """
     (ck / DEFAULT_FRAME_PREDICTOR / "MODEL_CARD.md").write_text(pred_card)
     if not classifier_card:  # kept as bundled, with its own card

@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from ._index import check_index
 from .video import VideoError, VideoLimits, count_frames, probe_video, read_video
 
 __all__ = ["VIDEO_EXTENSIONS", "SkippedVideoWarning", "VideoFolder", "VideoCSV", "find_videos"]
@@ -166,15 +167,6 @@ def _check_common(frames: int, size: int, stride: int, frame_rate: str, crop: st
         raise ValueError(f"crop must be 'center' or 'random', got {crop!r}.")
 
 
-def _check_index(index: int, length: int) -> int:
-    i = int(index)
-    if i < 0:
-        i += length
-    if not 0 <= i < length:
-        raise IndexError(f"index {index} is out of range for {length} videos.")
-    return i
-
-
 # ----------------------------------------------------------------------------------------------
 # root/<class>/*.mp4
 # ----------------------------------------------------------------------------------------------
@@ -200,7 +192,7 @@ class _LabelledVideos(_VideoFileDataset):
         return {"video": video, "label": label, "index": index, "path": str(path)}
 
     def __getitem__(self, index: int) -> dict:
-        i = _check_index(index, len(self))
+        i = check_index(index, len(self), "videos")
         return self._first_readable(i, len(self), lambda k: self._load(i, k), lambda k: self.samples[k][0])
 
 

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from ._index import check_index
+
 __all__ = ["MixedDataset", "collate_videos"]
 
 
@@ -67,11 +69,7 @@ class MixedDataset(Dataset):
         return k, int(rng.integers(len(self.datasets[k])))  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> dict:
-        i = int(index)
-        if i < 0:
-            i += self.num_clips
-        if not 0 <= i < self.num_clips:
-            raise IndexError(f"index {index} is out of range for {self.num_clips} clips.")
+        i = check_index(index, self.num_clips, "clips")
         k, j = self.choose(i)
         item = dict(self.datasets[k][j])
         item.update(index=i, source=k, source_index=j)

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .folder import VIDEO_EXTENSIONS, _check_index, _VideoFileDataset, find_videos
+from ._index import check_index
+from .folder import VIDEO_EXTENSIONS, _VideoFileDataset, find_videos
 from .video import VideoError, VideoLimits, read_video
 
 __all__ = ["PhotoPans", "VideoWindows", "bundled_photos", "BUNDLED_PHOTOS"]
@@ -208,7 +209,7 @@ class PhotoPans(Dataset):
         return self.num_clips
 
     def __getitem__(self, index: int) -> dict:
-        i = _check_index(index, self.num_clips)
+        i = check_index(index, self.num_clips, "videos")
         rng = np.random.default_rng([self.seed, i])
         levels = _pyramid(str(self.images[int(rng.integers(len(self.images)))]), self.size)
         mirror = bool(rng.random() < 0.5)
@@ -289,7 +290,7 @@ class VideoWindows(_VideoFileDataset):
         return {"video": video, "label": -1, "index": index, "path": str(path)}
 
     def __getitem__(self, index: int) -> dict:
-        i = _check_index(index, self.num_clips)
+        i = check_index(index, self.num_clips, "videos")
         n = len(self.files)
         first = int(self._rng(i, stream=0).integers(n)) if self.train else i % n
         return self._first_readable(first, n, lambda k: self._load(i, k), lambda k: self.files[k])

@@ -45,6 +45,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._index import check_index
+
 __all__ = ["CLASS_NAMES", "NUM_CLASSES", "SyntheticVideos", "render_clip"]
 
 #: Human-readable class names; the label of a clip is its index in this tuple.
@@ -473,11 +475,7 @@ class SyntheticVideos(Dataset):
         return self.num_clips
 
     def __getitem__(self, index: int) -> dict:
-        i = int(index)
-        if i < 0:
-            i += self.num_clips
-        if not 0 <= i < self.num_clips:
-            raise IndexError(f"index {index} is out of range for {self.num_clips} clips.")
+        i = check_index(index, self.num_clips, "clips")
         label = i % NUM_CLASSES
         video = render_clip(label, np.random.default_rng([self.seed, i]), self.frames, self.size)
         return {"video": torch.from_numpy(video), "label": label, "index": i}

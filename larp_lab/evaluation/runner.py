@@ -12,6 +12,7 @@ sampling speed. Real statistics can be cached (``real_stats_cache``).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,8 @@ def evaluate_tokenizer(tok, dataset: Dataset, settings: EvalSettings, device: to
         i3d = I3DDetector(settings.i3d_path, device=device)
     clf = _classifier(settings, device)
     stats = CodebookStats(tok.config.codebook_size)
-    sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
+    sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0, "prior_bits": 0.0}
+    has_prior = getattr(tok, "prior_model", None) is not None
     feats = {k: (FeatureStats(k), FeatureStats(k)) for k, on in (("i3d", i3d), ("proxy", clf)) if on is not None}
     n = 0
     t_enc = t_dec = 0.0
@@ -102,6 +104,8 @@ def evaluate_tokenizer(tok, dataset: Dataset, settings: EvalSettings, device: to
         t2 = time.perf_counter()
         t_enc, t_dec = t_enc + t1 - t0, t_dec + t2 - t1
         stats.update(enc.indices)
+        if has_prior:  # -log2 p(token | earlier tokens) under the AR prior, mean over the N-1 predicted tokens
+            sums["prior_bits"] += float((-tok.prior_log_likelihood(enc.indices) / math.log(2)).mean(1).sum())
         sums["psnr"] += float(psnr(rec, x).sum())
         sums["ssim"] += float(ssim(rec, x).sum())
         if lp is not None:
@@ -122,6 +126,9 @@ def evaluate_tokenizer(tok, dataset: Dataset, settings: EvalSettings, device: to
         "encode_ms_per_clip": 1000 * t_enc / n,
         "decode_ms_per_clip": 1000 * t_dec / n,
     }
+    if has_prior:
+        out["prior_bits_per_token"] = sums["prior_bits"] / n
+        out["uniform_bits_per_token"] = math.log2(tok.config.codebook_size)
     if lp is not None:
         out["lpips"] = sums["lpips"] / n
     if i3d is not None:

@@ -37,21 +37,9 @@ import torch
 from torch import Tensor, nn
 
 from ..config import DiscriminatorConfig
-from .layers import ViTBlock, sincos_3d
+from .layers import PatchEmbed3D, ViTBlock, sincos_3d
 
 __all__ = ["TransformerDiscriminator"]
-
-
-class _PatchEmbed3D(nn.Module):
-    """Conv3d with kernel = stride = (pt, p, p) (official ``x_embedder``)."""
-
-    def __init__(self, in_channels: int, hidden: int, pt: int, p: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv3d(in_channels, hidden, kernel_size=(pt, p, p), stride=(pt, p, p))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, T, H, W) -> (B, t*h*w, D)"""
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class _Blocks(nn.Module):
@@ -95,7 +83,7 @@ class TransformerDiscriminator(nn.Module):
         t, h, w = self.grid
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
-            self.x_embedder = _PatchEmbed3D(in_channels, c.hidden_size, c.temporal_patch_size, c.patch_size)
+            self.x_embedder = PatchEmbed3D(in_channels, c.hidden_size, c.temporal_patch_size, c.patch_size)
             self.cls_token = nn.Parameter(torch.zeros(1, 1, c.hidden_size))
             self.register_buffer("encoder_pos_embed", torch.zeros(1, t * h * w, c.hidden_size))
             self.transformer_encoder = _Blocks(c)

@@ -5,7 +5,8 @@
   style); the active hooks live in a context variable, never on the modules;
 * :func:`attention`, the one attention kernel of the project: fused SDPA on the normal path, and
   an explicit softmax that hands the probabilities to a hook only while one is active on them;
-* the ViT block of the tokenizer (pre-LN, qkv without bias, exact GELU), RMSNorm and SwiGLU.
+* the 3-D patch embedding and the ViT block of the tokenizer and the discriminator (pre-LN, qkv
+  without bias, exact GELU); RMSNorm and SwiGLU.
 
 State-dict names mirror the official modules (``norm1``, ``attn.qkv``, ``attn.proj``, ``norm2``,
 ``mlp.fc1``, ``mlp.fc2``) so official checkpoints load without renaming.
@@ -196,7 +197,8 @@ def plain_attention() -> Iterator[None]:
         yield
 
 
-def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None) -> Tensor:
+def _masked_scores(q: Tensor, k: Tensor, causal: bool, mask: Tensor | None) -> Tensor:
+    """q k^T / sqrt(hd) (B, H, Lq, Lk) in the dtype of ``q``, -inf where a key is masked (see :func:`attention`)."""
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
     if causal:
         lq, lk = scores.shape[-2:]
@@ -204,7 +206,11 @@ def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Ten
         scores = scores.masked_fill(~keep, float("-inf"))
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1) @ v
+    return scores
+
+
+def _explicit_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool, mask: Tensor | None) -> Tensor:
+    return _masked_scores(q, k, causal, mask).softmax(dim=-1) @ v
 
 
 def attention_probabilities(q: Tensor, k: Tensor, *, causal: bool = False, mask: Tensor | None = None) -> Tensor:
@@ -216,14 +222,7 @@ def attention_probabilities(q: Tensor, k: Tensor, *, causal: bool = False, mask:
     Returns:
         float32 (B, H, Lr, Lk), rows summing to 1.
     """
-    scores = (q.float() @ k.float().transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, Lr, Lk)
-    if causal:
-        lr, lk = scores.shape[-2:]
-        keep = torch.ones(lr, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lr)
-        scores = scores.masked_fill(~keep, float("-inf"))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return scores.softmax(dim=-1)
+    return _masked_scores(q.float(), k.float(), causal, mask).softmax(dim=-1)
 
 
 def attention(
@@ -268,6 +267,18 @@ def attention(
 # ================================================================================================
 #                                    ViT block (tokenizer)
 # ================================================================================================
+
+
+class PatchEmbed3D(nn.Module):
+    """Conv3d with kernel = stride = (pt, p, p) (official ``x_embedder``)."""
+
+    def __init__(self, in_channels: int, hidden: int, pt: int, p: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(in_channels, hidden, kernel_size=(pt, p, p), stride=(pt, p, p))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, T, H, W) -> (B, t*h*w, D)"""
+        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 class SelfAttention(nn.Module):

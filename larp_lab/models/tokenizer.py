@@ -39,7 +39,7 @@ from .capture import (
     hook_filter,
     name_hook_points,
 )
-from .layers import HookPoint, ViTStack, sincos_3d, sincos_latent
+from .layers import HookPoint, PatchEmbed3D, ViTStack, sincos_3d, sincos_latent
 from .prior import LARPPrior, PriorLoss
 from .quantizer import Bottleneck
 
@@ -83,18 +83,6 @@ class FinalLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.linear(self.norm_final(x))
-
-
-class PatchEmbed3D(nn.Module):
-    """Conv3d with kernel = stride = (pt, p, p) (official ``x_embedder``)."""
-
-    def __init__(self, in_channels: int, hidden: int, pt: int, p: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv3d(in_channels, hidden, kernel_size=(pt, p, p), stride=(pt, p, p))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, T, H, W) -> (B, t*h*w, D)"""
-        return self.proj(x).flatten(2).transpose(1, 2)
 
 
 # ================================================================================================

@@ -46,6 +46,8 @@ def reconstruct(
         clip: a video file (read from ``start_time`` s at the tokenizer's frame_num x input_size
             centre crop, or ``frames`` x ``size``) or a float tensor (3, T, H, W) / (B, 3, T, H, W)
             in [-1, 1].
+        frames, size: read another number of frames / crop size than the model's (an explicit opt-in
+            to a size the model was not trained on; a tensor of another size is refused).
         stride, fps: keep every ``stride``-th frame, or sample at ``fps`` (files only).
     """
     sw = Stopwatch(tok.device)
@@ -54,8 +56,8 @@ def reconstruct(
                                   fps=fps, limits=limits)
     if source is None:
         del sw.ms["read"]
-    with sw("encode"):
-        enc = tok.encode(x)
+    with sw("encode"):  # frames/size asked for explicitly: encode at that size (recomputed position tables)
+        enc = tok.encode(x, any_size=frames is not None or size is not None)
     with sw("decode"):
         rec = tok.decode(enc.embeddings, enc.video_shape).clamp(-1, 1)
     x, rec, idx = x.cpu(), rec.cpu(), enc.indices.cpu()

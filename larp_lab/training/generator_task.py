@@ -29,6 +29,15 @@ from .config import GeneratorTrainConfig
 from .data import build_dataset
 
 
+def generator_param_groups(model: nn.Module) -> list[dict[str, Any]]:
+    """The generator's optimizer groups: weight decay on matrices, none on embedding tables, the
+    absolute position table ``abs_pe``, norms and biases."""
+    named = list(model.named_parameters())
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n and n != "abs_pe"]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n and n != "abs_pe")]
+    return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+
+
 def tokenizer_checksum(tok: LARPTokenizer) -> str:
     h = hashlib.sha256()
     for k, v in sorted(tok.state_dict().items()):
@@ -128,10 +137,7 @@ class GeneratorTask:
 
     # -------------------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        named = list(self.model.named_parameters())
-        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n and n != "abs_pe"]
-        rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n and n != "abs_pe")]
-        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+        return generator_param_groups(self.model)
 
     def collate(self, batch: list[dict]) -> dict[str, torch.Tensor]:
         return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}

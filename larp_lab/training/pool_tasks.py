@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .budget import Deadline
+from .generator_task import generator_param_groups
 from .pool import ClipPool, IndexDataset, augment, collate_indices, mixture_rows, to_float
 
 __all__ = ["TokenTask", "evaluate_tokenizer_on_pool", "make_pool_tokenizer_task", "to_device"]
@@ -135,10 +136,7 @@ class TokenTask:
         self.steps_done = 0
 
     def param_groups(self) -> list[dict[str, Any]]:
-        named = list(self.model.named_parameters())
-        decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n and n != "abs_pe"]
-        rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n and n != "abs_pe")]
-        return [{"params": decay}, {"params": rest, "weight_decay": 0.0}]
+        return generator_param_groups(self.model)
 
     def collate(self, batch: list[int]) -> dict[str, torch.Tensor]:
         return collate_indices(batch)

@@ -51,9 +51,20 @@ def codebook_usage_histogram(counts, *, log: bool = True):
     return fig
 
 
-def _names(color, class_names):
-    return [class_names[int(v)] if class_names is not None and 0 <= int(v) < len(class_names) else str(int(v))
-            for v in color]
+def _colour_groups(color, categorical, class_names) -> tuple[np.ndarray, list[tuple[np.ndarray, str, str]] | None]:
+    """``color`` flattened to (n,), and, when it is categorical (``categorical``, or else integer
+    values), one ``(point indices, name, colour)`` per distinct value; ``None`` for a colour scale."""
+    col = to_numpy(color).reshape(-1)
+    cat = categorical if categorical is not None else np.issubdtype(col.dtype, np.integer)
+    if not cat:
+        return col, None
+    cats = np.unique(col)
+    groups = []
+    for v, colour in zip(cats, category_colors(len(cats))):
+        k = int(v)
+        name = class_names[k] if class_names is not None and 0 <= k < len(class_names) else str(k)
+        groups.append((np.flatnonzero(col == v), name, colour))
+    return col, groups
 
 
 def embedding_scatter(
@@ -86,15 +97,11 @@ def embedding_scatter(
         fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", text=text, hoverinfo="text",
                                    marker={"size": marker_size}))
     else:
-        col = to_numpy(color).reshape(-1)
-        cat = categorical if categorical is not None else np.issubdtype(col.dtype, np.integer)
-        if cat:
-            names = _names(col, class_names)
-            cats = np.unique(col)
-            for v, colour in zip(cats, category_colors(len(cats))):
-                sel = np.flatnonzero(col == v)
+        col, groups = _colour_groups(color, categorical, class_names)
+        if groups is not None:
+            for sel, name, colour in groups:
                 fig.add_trace(go.Scattergl(
-                    x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=names[sel[0]],
+                    x=xy[sel, 0], y=xy[sel, 1], mode="markers", name=name,
                     text=[text[i] for i in sel], hoverinfo="text+name",
                     marker={"size": marker_size, "color": colour},
                 ))
@@ -118,15 +125,11 @@ def embedding_scatter_static(coords, color=None, *, class_names=None, title: str
     if color is None:
         ax.scatter(xy[:, 0], xy[:, 1], s=s, alpha=0.8)
     else:
-        col = to_numpy(color).reshape(-1)
-        cat = categorical if categorical is not None else np.issubdtype(col.dtype, np.integer)
-        if cat:
-            names = _names(col, class_names)
-            cats = np.unique(col)
-            for v, colour in zip(cats, category_colors(len(cats))):
-                sel = np.flatnonzero(col == v)
-                ax.scatter(xy[sel, 0], xy[sel, 1], s=s, alpha=0.8, color=colour, label=names[sel[0]])
-            if len(np.unique(col)) <= 20:
+        col, groups = _colour_groups(color, categorical, class_names)
+        if groups is not None:
+            for sel, name, colour in groups:
+                ax.scatter(xy[sel, 0], xy[sel, 1], s=s, alpha=0.8, color=colour, label=name)
+            if len(groups) <= 20:
                 ax.legend(fontsize=6, ncol=2, title=color_title or None, title_fontsize=7)
         else:
             sc = ax.scatter(xy[:, 0], xy[:, 1], s=s, c=col.astype(np.float64), cmap="viridis", alpha=0.85)

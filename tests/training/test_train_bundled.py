@@ -67,11 +67,13 @@ def micro_run(tmp_path_factory):
     return out, log, json.loads(bench.read_text()), marker, proc.stdout
 
 
+@pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_never_imports_av_gradio_or_hub(micro_run):
     _, _, _, marker, _ = micro_run
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_outputs_load_and_fit_the_limits(micro_run):
     from larp_lab import LARPGenerator, LARPTokenizer
     from larp_lab.checkpoint import read_safetensors_header
@@ -100,6 +102,7 @@ def test_micro_run_outputs_load_and_fit_the_limits(micro_run):
     assert meta["steps"] == log["stages"]["tokenizer"]["steps"] and meta["made_by"] == "scripts/train_bundled.py"
 
 
+@pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_log(micro_run):
     out, log, _, _, stdout = micro_run
     assert log["format"] == "larp_lab.bundled_run/1" and log["size"] == "micro"
@@ -129,6 +132,7 @@ def test_micro_run_log(micro_run):
     assert "stage 3 frame_predictor done" in stdout
 
 
+@pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_benchmarks(micro_run):
     _, _, bench, _, _ = micro_run
     names = [r["name"] for r in bench["rows"]]

@@ -60,7 +60,7 @@ def cli_commands(kind: str, d: Path, tmp: Path) -> list[list]:
     return [["info", d], ["convert", d, tmp / "converted"], use]
 
 
-REPO_CLIP = Path(__file__).resolve().parent.parent / "examples" / "bigbuckbunny_128.mp4"
+REPO_CLIP = Path(__file__).resolve().parents[2] / "examples" / "bigbuckbunny_128.mp4"
 
 
 # ----------------------------------------------------------------------------------------------

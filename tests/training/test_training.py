@@ -144,6 +144,7 @@ def _det_cfg_dict(tmp_path):
     return path
 
 
+@pytest.mark.slow  # two torchrun processes
 def test_ddp_two_processes_agree_with_one(tmp_path):
     cfg_path = _det_cfg_dict(tmp_path)
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")

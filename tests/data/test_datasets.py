@@ -173,7 +173,7 @@ def test_bundled_photographs_and_credits():
     assert len(photos) == len(BUNDLED_PHOTOS) == 11 and "grace_hopper.jpg" in names and "astronaut.png" in names
     credits = {name: credit for (_, name), credit in BUNDLED_PHOTOS.items()}
     assert all(("public domain" in credits[n]) or ("CC0" in credits[n]) for n in names)
-    readme = (Path(__file__).resolve().parent.parent / "larp_lab" / "data" / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "larp_lab" / "data" / "README.md").read_text()
     for n in names:
         assert n in readme, n
 
