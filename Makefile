@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.larp_lab-installed
 
-.PHONY: setup demo app cli lab test test-quick lint lint-imports clean-venv
+.PHONY: setup demo app cli lab test test-quick lint clean-venv
 ARGS ?=
 
 $(STAMP): pyproject.toml
@@ -46,7 +46,8 @@ test-quick: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -m "not slow" $(ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check larp_lab tests app.py
+	$(VENV)/bin/ruff check larp_lab tests app.py scripts notebooks benchmarks experiments
+	$(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,6 +1,7 @@
 """Searching for a LARP tokenizer recipe that learns shapes on a 2-core CPU (issue 15).
 
-    python experiments/cpu_recipe.py --arms baseline locality_warmup --steps 3000 [--threads 1]
+    python experiments/cpu_recipe.py --arms recipe baseline [--steps N] [--evals 800 1200] [--threads 1]
+    python experiments/cpu_recipe.py --measure RUN_DIR     # a run of `larp-lab train-tokenizer`
 
 Every arm trains a full LARP tokenizer (holistic queries, cosine VQ, AR prior) from nothing through
 the normal ``train_tokenizer`` path (the same code ``larp-lab train-tokenizer`` runs), on the
@@ -36,52 +37,39 @@ sys.path.insert(0, str(ROOT.parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-#: shared settings: a micro-sized clip (32x32x8) with more tokens, a wider model and finer decoder
-#: patches than ``configs/tokenizer_micro.yaml`` (see the README section for why)
-BASE = {
-    "model": "micro",
-    "model_overrides": {
-        "num_tokens": 64,
-        "patch_size": 4,
-        "encoder_hidden_size": 128,
-        "decoder_hidden_size": 128,
-        "decoder_patch_size": 4,
-        "codebook_size": 1024,
-    },
-    "data": {"sources": [{"kind": "synthetic"}], "frames": 8, "size": 32, "val_clips": 32},
-    "optim": {"lr": 1e-3, "betas": [0.9, 0.95], "warmup_steps": 50, "schedule": "cosine", "min_lr_ratio": 0.1,
-              "grad_clip": 1.0},
-    "run": {"batch_size": 16, "max_steps": 3000, "log_every": 50, "eval_every": 100000, "save_every": 100000,
-            "seed": 0},
-    "rec_loss": "l2",
-    "dead_code_restart_every": 25,
-    "loss_q_weight": 0.1,
-    "prior_loss_weight": 0.06,
-}
+#: the shipped recipe, ``configs/tokenizer_cpu.yaml``: every arm below is a change to it
+RECIPE = ROOT.parent / "configs" / "tokenizer_cpu.yaml"
 
-LOCALITY = {"weight": 0.1, "hold_steps": 600, "anneal_steps": 600}
-
-#: arm name -> changes to BASE (dicts are merged one level deep)
+#: arm name -> changes to the recipe (dicts are merged one level deep; None removes a key)
 ARMS: dict[str, dict] = {
-    "baseline": {},
-    "warmup": {"vq_warmup_steps": 600},
-    "locality": {"locality": LOCALITY},
-    "locality_warmup": {"locality": LOCALITY, "vq_warmup_steps": 600},
-    # the issue's micro model (16 tokens, width 64, 64 codes) with the same two options
-    "micro_locality_warmup": {"model_overrides": {}, "locality": {"weight": 0.05, "hold_steps": 600,
-                                                                   "anneal_steps": 600},
-                              "vq_warmup_steps": 600, "rec_loss": "l2"},
+    "recipe": {},
+    # the same model, optimizer and steps, trained as plain LARP (no locality loss, no codebook warm-up)
+    "baseline": {"locality": None, "vq_warmup_steps": None},
+    "no_locality": {"locality": None},  # codebook warm-up only
+    "no_warmup": {"vq_warmup_steps": None},  # locality loss only, VQ + prior from the first step
+    # the first try (run before the recipe was fixed): 16-d codes sampled at the VQ temperature
+    # (official), warm-up 600 and locality 600 + 600 steps, 1,500 steps
+    "v1_sampled_16d": {"model_overrides": {"bottleneck_dim": 16}, "vq_sampling": None,
+                       "locality": {"weight": 0.1, "hold_steps": 600, "anneal_steps": 600}, "vq_warmup_steps": 600},
 }
 
 
 def arm_config(name: str, steps: int) -> dict:
-    d = copy.deepcopy(BASE)
+    """The recipe with arm ``name``'s changes, ``steps`` optimizer steps (0: the recipe's), no periodic
+    evaluation or checkpoints (the protocol measures at the end and at ``--evals``)."""
+    import yaml
+
+    d = yaml.safe_load(RECIPE.read_text())
     for k, v in ARMS[name].items():
-        if isinstance(v, dict) and isinstance(d.get(k), dict) and v:
+        if v is None:
+            d.pop(k, None)
+        elif isinstance(v, dict) and isinstance(d.get(k), dict):
             d[k] = {**d[k], **v}
         else:
             d[k] = copy.deepcopy(v)
-    d["run"]["max_steps"] = steps
+    d["run"].update(log_every=50, eval_every=100_000, save_every=100_000)
+    if steps:
+        d["run"]["max_steps"] = steps
     return d
 
 
@@ -286,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arms", nargs="+", choices=sorted(ARMS), default=[])
     ap.add_argument("--measure", type=Path, help="measure a finished run directory (e.g. one the CLI wrote) instead")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=0, help="optimizer steps (default: the recipe's run.max_steps)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--evals", type=int, nargs="*", default=[], help="also measure at these steps")
     ap.add_argument("--until", type=int, default=0,
@@ -299,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--name", default="cpu_recipe")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.steps <= 0:
+        import yaml
+
+        args.steps = int(yaml.safe_load(RECIPE.read_text())["run"]["max_steps"])
     val, probe = held_out(args.val, args.probe_train + args.probe_test)
     out = ROOT / "results" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
