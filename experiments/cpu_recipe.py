@@ -47,6 +47,8 @@ ARMS: dict[str, dict] = {
     "baseline": {"locality": None, "vq_warmup_steps": None},
     "no_locality": {"locality": None},  # codebook warm-up only
     "no_warmup": {"vq_warmup_steps": None},  # locality loss only, VQ + prior from the first step
+    # 128 tokens on a (2, 8, 8) cell grid (time halves get their own tokens), locality weight doubled
+    "tokens128": {"model_overrides": {"num_tokens": 128}, "locality": {"weight": 0.2}},
     # the first try (run before the recipe was fixed): 16-d codes sampled at the VQ temperature
     # (official), warm-up 600 and locality 600 + 600 steps, 1,500 steps
     "v1_sampled_16d": {"model_overrides": {"bottleneck_dim": 16}, "vq_sampling": None,
