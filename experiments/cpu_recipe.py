@@ -18,7 +18,8 @@ synthetic set at 32x32x8, and is measured with one protocol on the same held-out
 * a PNG of reconstructions (first, middle and last frame of 6 clips).
 
 Arms differ only in the options named in ``ARMS``; results go to ``results/cpu_recipe.json``
-(merged across invocations, one entry per arm) and ``results/cpu_recipe_<arm>.png``.
+(merged across invocations, one entry per arm), ``results/cpu_recipe_<arm>_<steps>.png`` and the
+summary plot ``results/cpu_recipe.png``.
 """
 
 from __future__ import annotations
