@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "checkpoints/README.md", "notebooks/README.md", "experiments/README.md"]
+DOCS = ["README.md", "checkpoints/README.md", "notebooks/README.md", "experiments/README.md", "benchmarks/RESULTS.md"]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
