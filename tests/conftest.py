@@ -12,6 +12,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from larp_lab import LARPGenerator, LARPTokenizer  # noqa: E402
+from larp_lab.config import GENERATOR_PRESETS, TOKENIZER_PRESETS  # noqa: E402
+
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -72,3 +75,35 @@ def save_micro_tokenizer(directory: Path, noise: float = 0.02, seed: int = 0) ->
             p.add_(noise * torch.randn_like(p))
     tok.save_pretrained(directory)
     return directory
+
+
+# --- perturbed micro models (random weights pushed off their init so outputs differ per input),
+# shared by the pipelines and app-handler tests; module scope like the tests that use them ---
+
+
+def perturbed(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tok():
+    torch.manual_seed(0)
+    return perturbed(LARPTokenizer(TOKENIZER_PRESETS["micro"]()))
+
+
+@pytest.fixture(scope="module")
+def gen():
+    torch.manual_seed(1)
+    cfg = GENERATOR_PRESETS["micro"]().replace(class_names=tuple(f"class {i}" for i in range(10)))
+    return perturbed(LARPGenerator(cfg), 1)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(2)
+    return perturbed(LARPGenerator(GENERATOR_PRESETS["micro-fp"]()), 2)
+

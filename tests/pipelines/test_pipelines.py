@@ -10,40 +10,14 @@ import pytest
 import torch
 from conftest import REPO
 
-from larp_lab import LARPGenerator, LARPTokenizer, pipelines
+from larp_lab import LARPTokenizer, pipelines
 from larp_lab.analysis.completion import complete_with_prior
-from larp_lab.config import GENERATOR_PRESETS, TOKENIZER_PRESETS
+from larp_lab.config import TOKENIZER_PRESETS
 from larp_lab.data.video import VideoError, read_video, repeat_last_frame, write_video
 from larp_lab.evaluation.metrics import per_frame_psnr, psnr, ssim
 
 CLIP = REPO / "examples" / "bigbuckbunny_128.mp4"  # 128x128, 64 frames at 12.5 fps
 
-
-def perturbed(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.3 * torch.randn(p.shape, generator=g))
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    torch.manual_seed(0)
-    return perturbed(LARPTokenizer(TOKENIZER_PRESETS["micro"]()))
-
-
-@pytest.fixture(scope="module")
-def gen():
-    torch.manual_seed(1)
-    cfg = GENERATOR_PRESETS["micro"]().replace(class_names=tuple(f"class {i}" for i in range(10)))
-    return perturbed(LARPGenerator(cfg), 1)
-
-
-@pytest.fixture(scope="module")
-def predictor():
-    torch.manual_seed(2)
-    return perturbed(LARPGenerator(GENERATOR_PRESETS["micro-fp"]()), 2)
 
 
 @pytest.fixture(scope="module")
