@@ -36,7 +36,7 @@ cli: setup
 lab: setup
 	HF_HUB_OFFLINE=1 $(VENV)/bin/jupyter lab --notebook-dir=notebooks --ip=127.0.0.1 --no-browser $(ARGS)
 
-# The whole suite, as CI runs it (browser test, notebooks, DDP and kill tests included): roughly 8-10 minutes
+# The whole suite, as CI runs it (browser test, notebooks, DDP and kill tests included): about 6 minutes
 # on a quiet 2-core machine. Progress is printed per file.
 test: setup
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
