@@ -6,6 +6,7 @@ imported when first used).
     from larp_lab.data import SyntheticVideos, VideoFolder, MixedDataset, collate_videos
 """
 
+from .digits import DIGIT_NAMES, NUM_DIGIT_CLASSES, MovingDigits, digit_images
 from .folder import VIDEO_EXTENSIONS, SkippedVideoWarning, VideoCSV, VideoFolder, find_videos
 from .mix import MixedDataset, collate_videos
 from .natural import BUNDLED_PHOTOS, PhotoPans, VideoWindows, bundled_photos
@@ -27,9 +28,12 @@ from .video import (
 __all__ = [
     "BUNDLED_PHOTOS",
     "CLASS_NAMES",
+    "DIGIT_NAMES",
     "NUM_CLASSES",
     "VIDEO_EXTENSIONS",
     "MixedDataset",
+    "MovingDigits",
+    "NUM_DIGIT_CLASSES",
     "PhotoPans",
     "SkippedVideoWarning",
     "SyntheticVideos",
@@ -42,6 +46,7 @@ __all__ = [
     "bundled_photos",
     "collate_videos",
     "count_frames",
+    "digit_images",
     "find_videos",
     "probe_video",
     "read_video",

@@ -34,6 +34,7 @@ import importlib
 import json
 import math
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -100,6 +101,14 @@ class SizeRecipe:
 SIZES: dict[str, SizeRecipe] = {
     # the shipped models: the architectures of the config files, GPU batches
     "tiny": SizeRecipe("tiny"),
+    # the CPU bundle (issue 18): moving digits at 32x32x8 with the CPU recipe (locality loss, codebook
+    # warm-up) in configs/tokenizer_digits.yaml; sized so that every stage trains in two hours on 2 cores
+    "cpu": SizeRecipe(
+        "cpu", tokenizer_config="tokenizer_digits.yaml", generator_config="generator_digits.yaml",
+        predictor_config="generator_digits_fp.yaml", tokenizer_batch=(256, 16), generator_batch=(256, 32),
+        tokenizer_lr=(2e-3, None), pool=((60_000, 0), (24_000, 0)), heldout=((512, 0), (256, 0)),
+        encode_batch=(1024, 128), classifier_clips=256,
+    ),
     # the same clips (16x64x64, so the bundled classifier applies) with very small models: proves every
     # stage on a CPU in under a minute
     "micro": SizeRecipe(
@@ -124,8 +133,12 @@ class BundledRunConfig:
     out: str
     budget_s: float
     device: str = "auto"
-    size: str = "tiny"
+    size: str = "auto"  #: ``auto``: ``tiny`` on CUDA, ``cpu`` otherwise
+    #: the clips every model trains on: ``digits`` (moving digits) or ``synthetic`` (12 motion classes);
+    #: None: what the size's config files say
+    data: Literal["digits", "synthetic"] | None = None
     work: str | None = None  #: run directories with checkpoints; default a new temporary directory
+    resume: bool = False  #: continue the run in ``out`` / ``work`` (both given, as before) where it stopped
     pool_clips: int | None = None  #: training pool clips (synthetic + photos); default the size's
     photo_fraction: float | None = None  #: share of photo pans in the pool; default the size's
     workers: int | None = None  #: processes generating the pool; default the usable cores (<= 16)
@@ -133,7 +146,7 @@ class BundledRunConfig:
     classifier: Literal["auto", "keep", "retrain"] = "auto"
     classifier_min_accuracy: float = 0.9
     tokenizer_lr: float | None = None  #: overrides the size's learning rate
-    max_files: int = 8
+    max_files: int = 10
     max_file_mb: float = 16.0
     seed: int = 0
     progress: bool = False  #: the training loop's progress bars
@@ -141,8 +154,12 @@ class BundledRunConfig:
         "tokenizer": 0.60, "generator": 0.18, "frame_predictor": 0.22, "classifier": 0.08})
 
     def validate(self) -> None:
-        if self.size not in SIZES:
-            raise ValueError(f"unknown size {self.size!r}; choose one of {sorted(SIZES)}")
+        if self.size != "auto" and self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; choose auto or one of {sorted(SIZES)}")
+        if self.data not in (None, "digits", "synthetic"):
+            raise ValueError(f"data must be digits or synthetic, got {self.data!r}")
+        if self.resume and not self.work:
+            raise ValueError("--resume needs the --work directory of the run it continues")
         if not (self.budget_s > 0 and math.isfinite(self.budget_s)):
             raise ValueError(f"the budget must be a positive number of seconds, got {self.budget_s}")
         if self.classifier not in ("auto", "keep", "retrain"):
@@ -192,6 +209,15 @@ def _curve(run_dir: Path, keys: tuple[str, ...], points: int = 60) -> list[dict[
     return [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in keep]
 
 
+def _eval_curve(run_dir: Path) -> list[dict[str, Any]]:
+    """The run's evaluation rows (held-out metrics during training)."""
+    try:
+        rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [_rounded({k: v for k, v in r.items() if k != "split"}) for r in rows if r.get("split") == "eval"]
+
+
 def _rounded(d: dict[str, Any], digits: int = 5) -> dict[str, Any]:
     return {k: (round(v, digits) if isinstance(v, float) else v) for k, v in d.items()}
 
@@ -223,23 +249,50 @@ def _calibrate(task, rt, cfg, *, compile_: bool) -> tuple[float, float]:
         opt.step()
 
     cuda = rt.device.type == "cuda"
-    warmup = (5 if compile_ else 3) if cuda else (3 if compile_ else 1)
-    return seconds_per_step(step, rt.device, warmup=warmup, steps=5 if cuda else 2)
+    warmup = (5 if compile_ else 3) if cuda else (3 if compile_ else 2)
+    return seconds_per_step(step, rt.device, warmup=warmup, steps=5)
 
 
-def _run_stage(name: str, task, cfg, plan: StagePlan, run_dir: Path, rt, progress: bool) -> dict[str, Any]:
-    """Train ``task`` for ``plan.steps`` through the shared loop; stop early on the stage deadline."""
+def scale_schedule(cfg, steps: int):
+    """A tokenizer config whose step-counted phases (codebook warm-up, locality hold and anneal) are
+    scaled from the config's ``run.max_steps`` to ``steps``: the recipe keeps its shape at any budget."""
+    f = steps / max(1, cfg.run.max_steps)
+    changes: dict[str, Any] = {}
+    if getattr(cfg, "vq_warmup_steps", 0):
+        changes["vq_warmup_steps"] = max(1, min(steps - 1, round(cfg.vq_warmup_steps * f)))
+    loc = getattr(cfg, "locality", None)
+    if loc is not None and loc.weight > 0:
+        changes["locality"] = loc.replace(hold_steps=max(0, round(loc.hold_steps * f)),
+                                          anneal_steps=max(1, round(loc.anneal_steps * f)))
+    return cfg.replace(**changes) if changes else cfg
+
+
+def snapshot_steps(steps: int, count: int = 8, first: int = 25) -> list[int]:
+    """About ``count`` distinct steps log-spaced from ``first`` to ``steps`` (the last step included)."""
+    if steps <= first:
+        return [steps]
+    raw = torch.logspace(math.log10(first), math.log10(steps), count).round().long().tolist()
+    return sorted(set(min(steps, max(1, int(v))) for v in raw) | {steps})
+
+
+def _run_stage(name: str, task, cfg, plan: StagePlan, run_dir: Path, rt, progress: bool, *,
+               evals: int = 1, resume: bool = False) -> dict[str, Any]:
+    """Train ``task`` for ``plan.steps`` through the shared loop (continuing the checkpoint in
+    ``run_dir`` when ``resume``); evaluate ``evals`` times; stop early on the stage deadline."""
     from .loop import train
 
     cfg = cfg.replace(
         run=cfg.run.replace(max_steps=plan.steps, log_every=plan.log_every, save_every=plan.save_every,
-                            eval_every=plan.steps),
+                            eval_every=max(1, math.ceil(plan.steps / max(1, evals)))),
         optim=cfg.optim.replace(warmup_steps=plan.warmup_steps),
     )
+    if hasattr(cfg, "vq_warmup_steps"):
+        cfg = scale_schedule(cfg, plan.steps)
     t0 = time.monotonic()
     stopped = False
     try:
-        result = train(task, run=cfg.run, optim=cfg.optim, config=cfg, run_dir=run_dir, rt=rt, progress=progress)
+        result = train(task, run=cfg.run, optim=cfg.optim, config=cfg, run_dir=run_dir, rt=rt, progress=progress,
+                       resume=resume)
         last_eval = result.get("eval", {})
     except BudgetExceeded:
         stopped = True
@@ -260,12 +313,14 @@ def _run_stage(name: str, task, cfg, plan: StagePlan, run_dir: Path, rt, progres
         "plan": _rounded(plan.to_dict()),
         "eval": _rounded(last_eval),
         "curve": _curve(run_dir, tuple(getattr(task, "display_keys", ("loss",))) + ("lr", "sec_per_step")),
+        "eval_curve": _eval_curve(run_dir),
         "config": cfg.to_dict(),
         "run_dir": str(run_dir),
     }
 
 
 MIN_STEPS = 4
+CHECKPOINT_EVERY_S = 180.0  #: a stage checkpoints at least this often (exact resume after a kill)
 
 
 def _stage_plan(name: str, budget: Budget, weight: float, after: list[float], reserve_s: float, sps: float,
@@ -277,8 +332,10 @@ def _stage_plan(name: str, budget: Budget, weight: float, after: list[float], re
     lose the models already trained."""
     share = budget.share(weight, after, reserve_s)
     overhead = 0.1 if cuda else 0.15
+    checkpoints = max(8, math.ceil(share / CHECKPOINT_EVERY_S))  # a kill loses at most a few minutes
     try:
-        return plan_steps(share, sps, overhead=overhead, fixed_s=fixed_s, min_steps=MIN_STEPS), share, False
+        return (plan_steps(share, sps, overhead=overhead, fixed_s=fixed_s, min_steps=MIN_STEPS,
+                           checkpoints=checkpoints), share, False)
     except ValueError as exc:
         if not squeeze:
             raise ValueError(f"{name}: {budget.remaining():.1f} s of the budget left, {reserve_s:.1f} s of it kept for "
@@ -337,6 +394,8 @@ def _load_configs(recipe: SizeRecipe, cuda: bool, run: BundledRunConfig):
 
     k = 0 if cuda else 1
     t = read(recipe.tokenizer_config)
+    if run.data is not None:  # --data: every model trains on that kind of clip
+        t.setdefault("data", {})["sources"] = [{"kind": run.data}]
     t["model_overrides"] = {**t.get("model_overrides", {}), **recipe.tokenizer_overrides}
     t.setdefault("run", {}).update(batch_size=recipe.tokenizer_batch[k], seed=run.seed, precision="auto",
                                    compile=run.compile)
@@ -348,6 +407,7 @@ def _load_configs(recipe: SizeRecipe, cuda: bool, run: BundledRunConfig):
     gens = []
     for name in (recipe.generator_config, recipe.predictor_config):
         g = read(name)
+        g.setdefault("data", {})["sources"] = t.get("data", {}).get("sources", [{"kind": "synthetic"}])
         g.setdefault("run", {}).update(batch_size=recipe.generator_batch[k], seed=run.seed, precision="auto",
                                        compile=run.compile)
         if recipe.generator_lr[k] is not None:
@@ -366,10 +426,30 @@ def _photo_weight(tok_cfg) -> float:
     weights = {s.kind: 0.0 for s in tok_cfg.data.sources}
     for s in tok_cfg.data.sources:
         weights[s.kind] += s.weight
-    unknown = set(weights) - {"synthetic", "photos"}
+    unknown = set(weights) - {"synthetic", "photos", "digits"}
     if unknown:
-        raise ValueError(f"the clip pool makes synthetic and photo clips only; the tokenizer config also names {sorted(unknown)}")
+        raise ValueError(f"the clip pool makes synthetic, digit and photo clips only; the tokenizer config also names "
+                         f"{sorted(unknown)}")
+    if "digits" in weights and len(weights) > 1:
+        raise ValueError("a moving-digits pool holds digits only; the tokenizer config mixes in "
+                         f"{sorted(set(weights) - {'digits'})}")
     return weights.get("photos", 0.0) / sum(weights.values())
+
+
+def pool_data(tok_cfg) -> str:
+    """What the pool's labelled rows hold: ``digits`` or ``synthetic`` (from the tokenizer config's sources)."""
+    return "digits" if {s.kind for s in tok_cfg.data.sources} == {"digits"} else "synthetic"
+
+
+def class_names(data: str) -> tuple[str, ...]:
+    """Class names of the pool's labels."""
+    if data == "digits":
+        from ..data.digits import DIGIT_NAMES
+
+        return DIGIT_NAMES
+    from ..data.synthetic import CLASS_NAMES
+
+    return CLASS_NAMES
 
 
 # ================================================================================================
@@ -395,8 +475,10 @@ def _pool_specs(recipe: SizeRecipe, run: BundledRunConfig, cuda: bool, tok_cfg, 
         raise ValueError(f"the pool needs at least 20 synthetic clips (the generators train on them), got {syn}")
     m = tok_cfg.model
     vs, vp = recipe.heldout[0 if cuda else 1]
-    train = PoolSpec(syn, ph, m.frame_num, m.input_size, seed=run.seed)
-    heldout = PoolSpec(vs, vp if ph else 0, m.frame_num, m.input_size, seed=run.seed + 10_000)
+    data = pool_data(tok_cfg)
+    train = PoolSpec(syn, ph, m.frame_num, m.input_size, seed=run.seed, data=data, split="train")
+    heldout = PoolSpec(vs, vp if ph else 0, m.frame_num, m.input_size, seed=run.seed + 10_000, data=data,
+                       split="heldout")
     return train, heldout
 
 
@@ -440,42 +522,83 @@ class _Run:
         _say(msg, self.budget)
 
 
+def _last_logged_step(run_dir: Path) -> int:
+    try:
+        lines = (run_dir / "log.jsonl").read_text().splitlines()
+        return max((int(json.loads(x)["step"]) for x in lines if x.strip()), default=0)
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _train_stage(r: _Run, key: str, make_task, cfg, weight: float, weights_after: list[float],
-                 reserve: Callable[[float], float], eval_steps: float, squeeze: bool) -> tuple[Any, dict[str, Any]]:
+                 reserve: Callable[[float], float], eval_steps: float, squeeze: bool,
+                 evals: int = 1) -> tuple[Any, dict[str, Any]]:
     """Calibrate on a throwaway task, plan the steps inside the stage's share (``reserve(sec_per_step)``
     seconds are kept for the work after the training stages), then train a fresh task through the
-    loop in ``work/<key>``: (trained task, stage record)."""
+    loop in ``work/<key>``: (trained task, stage record).
+
+    The plan is written to the run log before training starts; a ``--resume`` run finds it there
+    and continues the stage's last checkpoint with the same plan (no new calibration), so the
+    resumed stage trains exactly the steps it would have trained without the interruption."""
+    from .state import find_state
+
     t0 = time.monotonic()
-    sps, spent = _calibrate(make_task(None), r.rt, cfg, compile_=r.cfg.compile)
-    r.empty_cache()
-    reserve_s = reserve(sps)
-    plan, share, squeezed = _stage_plan(f"stage {key}", r.budget, weight, weights_after, reserve_s, sps, cuda=r.cuda,
-                                        fixed_s=1.5 + eval_steps * sps, squeeze=squeeze)
-    r.say(f"{key}: {sps * 1000:.1f} ms/step at batch {cfg.run.batch_size} -> {plan.steps} steps in a {share:.1f} s share"
-          + (" (squeezed: past the budget)" if squeezed else ""))
+    prev = r.log["stages"].get(key) or {}
+    run_dir = r.work / key
+    if r.cfg.resume and prev.get("status") == "running":
+        plan = StagePlan(**{k: prev["plan"][k] for k in StagePlan.__dataclass_fields__})
+        share, reserve_s, squeezed = prev["planned_share_s"], prev["reserve_s"], prev["squeezed"]
+        sps, spent = prev["calibration"]["sec_per_step"], prev["calibration"]["seconds"]
+        resume = find_state(run_dir / "checkpoints" / "last") is not None
+        if not resume and run_dir.exists():
+            shutil.rmtree(run_dir)
+        left = 1.0 - (_last_logged_step(run_dir) if resume else 0) / max(1, plan.steps)
+        deadline = Deadline(min(time.monotonic() + 1.25 * share * left + 30.0, r.budget.deadline - 0.5 * reserve_s)
+                            if not squeezed else time.monotonic() + 2 * share * left + 30.0, key)
+        r.say(f"{key}: resuming the planned {plan.steps} steps" + (" from its last checkpoint" if resume else
+                                                                   " from the start (no checkpoint was written)"))
+    else:
+        resume = False
+        sps, spent = _calibrate(make_task(None), r.rt, cfg, compile_=r.cfg.compile)
+        r.empty_cache()
+        reserve_s = reserve(sps)
+        plan, share, squeezed = _stage_plan(f"stage {key}", r.budget, weight, weights_after, reserve_s, sps,
+                                            cuda=r.cuda, fixed_s=1.5 + evals * eval_steps * sps, squeeze=squeeze)
+        r.say(f"{key}: {sps * 1000:.1f} ms/step at batch {cfg.run.batch_size} -> {plan.steps} steps in a "
+              f"{share:.1f} s share" + (" (squeezed: past the budget)" if squeezed else ""))
+        deadline = _deadline(r.budget, share, reserve_s, key, squeezed)
+        if run_dir.exists():  # a stage killed during its calibration: start it afresh
+            shutil.rmtree(run_dir)
+        r.log["stages"][key] = {"status": "running", "plan": _rounded(plan.to_dict(), 8), "planned_share_s": share,
+                                "reserve_s": reserve_s, "squeezed": squeezed,
+                                "calibration": {"sec_per_step": sps, "seconds": round(spent, 2)}}
+        r.save_log()
     torch.manual_seed(r.cfg.seed)
-    task = make_task(_deadline(r.budget, share, reserve_s, key, squeezed))
+    task = make_task(deadline)
     torch.manual_seed(r.cfg.seed * 1009 + 1)
-    rec = _run_stage(key, task, cfg, plan, r.work / key, r.rt, r.cfg.progress)
-    rec.update(share_s=round(share + spent, 2), wall_s=round(time.monotonic() - t0, 2), reserve_s=round(reserve_s, 2),
-               squeezed=squeezed, calibration={"sec_per_step": round(sps, 5), "seconds": round(spent, 2)})
+    rec = _run_stage(key, task, cfg, plan, run_dir, r.rt, r.cfg.progress, evals=evals, resume=resume)
+    rec.update(status="done", share_s=round(share + spent, 2), wall_s=round(time.monotonic() - t0, 2),
+               reserve_s=round(reserve_s, 2), squeezed=squeezed, resumed=resume,
+               calibration={"sec_per_step": round(sps, 5), "seconds": round(spent, 2)})
     return task, rec
 
 
 @torch.no_grad()
 def _encode_pool(tok, pool: ClipPool, cond_frames: int, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Stage 2: tokens (M, N) int32 of every synthetic clip of ``pool`` and of its mirror image, the
-    tokens of their conditioning clips (the first ``cond_frames`` frames, the last one repeated), the
-    labels, and the pool row ("clip") of each sequence; all on ``device``."""
+    """Stage 2: tokens (M, N) int32 of every labelled clip of ``pool`` and of its mirror image (digits:
+    its time reversal: a mirrored digit is no digit), the tokens of their conditioning clips (the first
+    ``cond_frames`` frames, the last one repeated), the labels, and the pool row ("clip") of each
+    sequence; all on ``device``."""
     from ..data.video import repeat_last_frame
 
+    flip_dim = 2 if pool.spec.data == "digits" else -1
     parts: dict[str, list[torch.Tensor]] = {"tokens": [], "cond": [], "labels": [], "clip": []}
     for flip in (False, True):
         for i in range(0, pool.num_synthetic, batch):
             rows = torch.arange(i, min(pool.num_synthetic, i + batch))
             x = pool.gather(rows).to(device)
             if flip:
-                x = x.flip(-1)
+                x = x.flip(flip_dim)
             parts["tokens"].append(tok.encode(x).indices.to(torch.int32))
             parts["cond"].append(tok.encode(repeat_last_frame(x, cond_frames)).indices.to(torch.int32))
             parts["labels"].append(pool.labels[rows.to(pool.labels.device)].to(device))
@@ -483,31 +606,87 @@ def _encode_pool(tok, pool: ClipPool, cond_frames: int, batch: int, device: torc
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
+TOKENIZER_EVALS = 8  #: held-out evaluations during the tokenizer stage (its learning curve)
+
+
+def _resume_log(out: Path, work: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The run log a ``--resume`` continues; a clear error when there is nothing to resume or the
+    options differ from the interrupted run's."""
+    path = out / LOG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume: no {LOG_NAME} in {out} (start the run without --resume)")
+    if not work.is_dir():
+        raise FileNotFoundError(f"--resume: the work directory {work} does not exist")
+    try:
+        log = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"--resume: {path} is not valid JSON ({exc})") from None
+    if log.get("format") != LOG_FORMAT:
+        raise ValueError(f"--resume: {path} is not a run log of this recipe (format {log.get('format')!r})")
+    before = log.get("run", {})
+    diff = {k: (before.get(k), v) for k, v in identity.items() if before.get(k) != v}
+    if diff:
+        raise ValueError("--resume: give the options of the interrupted run; differing (then, now): "
+                         + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+    if log.get("total_wall_s") is not None and all(v.get("status") == "done" for v in log["stages"].values()
+                                                   if isinstance(v, dict) and "status" in v):
+        raise ValueError(f"--resume: the run in {out} has finished; nothing to resume")
+    log.setdefault("elapsed_s", 0.0)
+    return log
+
+
+def _check_disk(out: Path, work: Path, spec: PoolSpec) -> None:
+    """Fail before training when the disks of ``out`` / ``work`` cannot hold the bundle and checkpoints."""
+    need = {out: 64 * 2**20, work: 512 * 2**20}
+    for path, n in need.items():
+        free = shutil.disk_usage(path).free
+        if free < n:
+            raise OSError(f"{path}: {free / 2**20:.0f} MB free, the run needs about {n / 2**20:.0f} MB there "
+                          "(models, checkpoints, logs); free some space or choose another directory")
+
+
 def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dict[str, Any]:
     """Train every bundled model into ``run.out`` within ``run.budget_s`` seconds counted from
     ``started`` (a ``time.monotonic()`` value; default now). Returns the run log (also written to
     ``run.out/train_log.json`` after every stage)."""
     from ..bundled import DEFAULT_FRAME_PREDICTOR, DEFAULT_GENERATOR, DEFAULT_TOKENIZER
-    from ..data.synthetic import NUM_CLASSES
     from ..models.generator import LARPGenerator
     from ..models.tokenizer import LARPTokenizer
     from .run import fit_generator_to_tokenizer
     from .runtime import setup_runtime, teardown_runtime
 
     run.validate()
-    budget = Budget(run.budget_s, start=started)
-    recipe = SIZES[run.size]
-    out = _new_dir(Path(run.out), "--out")
-    work = _new_dir(Path(run.work), "--work") if run.work else Path(tempfile.mkdtemp(prefix="larp-bundled-work-"))
     want_cuda = run.device.startswith("cuda") or (run.device == "auto" and torch.cuda.is_available())
+    size = run.size if run.size != "auto" else ("tiny" if want_cuda else "cpu")
+    recipe = SIZES[size]
+    identity = {"size": size, "data": run.data, "seed": run.seed, "budget_s": run.budget_s, "device": run.device,
+                "pool_clips": run.pool_clips, "photo_fraction": run.photo_fraction, "tokenizer_lr": run.tokenizer_lr}
+    if run.resume:
+        out, work = Path(run.out), Path(run.work)  # type: ignore[arg-type]
+        log = _resume_log(out, work, identity)
+        budget = Budget(run.budget_s, start=(time.monotonic() if started is None else started) - log["elapsed_s"])
+        log.setdefault("resumes", []).append({"at_elapsed_s": log["elapsed_s"], "argv": sys.argv,
+                                              "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        _say(f"resuming {out} after {log['elapsed_s']:.0f} s of the {run.budget_s:.0f} s budget; done: "
+             + (", ".join(k for k, v in log["stages"].items() if v.get("status") == "done") or "nothing yet"))
+    else:
+        budget = Budget(run.budget_s, start=started)
+        out = _new_dir(Path(run.out), "--out")
+        work = _new_dir(Path(run.work), "--work") if run.work else Path(tempfile.mkdtemp(prefix="larp-bundled-work-"))
+        log = {
+            "format": LOG_FORMAT, "size": size, "run": identity, "argv": sys.argv, "budget_s": run.budget_s,
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+            "python": platform.python_version(), "work_dir": str(work), "stages": {},
+        }
     tok_cfg, gen_cfg, fp_cfg = _load_configs(recipe, want_cuda, run)
     photo_weight = _photo_weight(tok_cfg)
+    names = class_names(pool_data(tok_cfg))
+    num_classes = len(names)
+    log["data"] = {"kind": pool_data(tok_cfg), "classes": list(names)}
     w = run.weights
-    log: dict[str, Any] = {
-        "format": LOG_FORMAT, "size": run.size, "argv": sys.argv, "budget_s": run.budget_s,
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
-        "python": platform.python_version(), "work_dir": str(work), "stages": {},
-    }
+
+    def done(key: str, *paths: str) -> bool:
+        return log["stages"].get(key, {}).get("status") == "done" and all((out / p).is_dir() for p in paths)
 
     # --- weight sizes, before anything is trained ---------------------------------------------------
     probe_tok = LARPTokenizer(tok_cfg.model)  # on the CPU: the meta device would import torch._dynamo (seconds)
@@ -523,6 +702,8 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
 
     # --- stage 0: the clip pools (CPU, before CUDA starts: the workers are forked) -------------------
     train_spec, held_spec = _pool_specs(recipe, run, want_cuda, tok_cfg, photo_weight)
+    if not run.resume:
+        _check_disk(out, work, train_spec)
     _say(f"stage 0: generating {train_spec.clips} + {held_spec.clips} held-out clips "
          f"({train_spec.nbytes / 2**20:.0f} MB) on {run.workers or 'all'} CPU workers", budget)
     pool = generate_pool(train_spec, run.workers)
@@ -544,8 +725,8 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
         log["pool"] = {**pool.summary(), "photo_weight": round(photo_weight, 4),
                        "move_s": round(time.monotonic() - t_move, 2), "heldout": val.summary()}
         r = _Run(run, budget, rt, out, work, log, final_reserve=max(1.5, 0.01 * run.budget_s),
-                 meta={"made_by": "scripts/train_bundled.py", "size": run.size, "device_name": log["device_name"],
-                       "torch": torch.__version__, "precision": precision})
+                 meta={"made_by": "scripts/train_bundled.py", "size": size, "data": log["data"]["kind"],
+                       "device_name": log["device_name"], "torch": torch.__version__, "precision": precision})
         r.say(f"stage 0 done: {len(pool)} clips in {pool.seconds:.1f} s on {pool.workers} workers, pool on "
               f"{pool.device}; device {log['device_name']}, {precision}")
         try:  # the training loop logs to TensorBoard: import it before the stages are timed
@@ -555,12 +736,15 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
 
         # --- stage 4 decision first: a retrain that cannot fit the file limit fails before training --
         t4 = time.monotonic()
-        decision = decide_classifier(run.classifier, val, rt.device, clips=recipe.classifier_clips,
-                                     min_accuracy=run.classifier_min_accuracy, num_classes=NUM_CLASSES)
-        decision["decide_s"] = round(time.monotonic() - t4, 2)
+        if done("classifier", CLASSIFIER_NAME):
+            decision = log["stages"]["classifier"]
+        else:
+            decision = decide_classifier(run.classifier, val, rt.device, clips=recipe.classifier_clips,
+                                         min_accuracy=run.classifier_min_accuracy, num_classes=num_classes)
+            decision["decide_s"] = round(time.monotonic() - t4, 2)
+            log["stages"]["classifier"] = decision
         retrain = decision["decision"] == "retrain"
         log["planned_files"] = 2 * len(sizes) + 1 + (2 if retrain else 0)
-        log["stages"]["classifier"] = decision
         if log["planned_files"] > run.max_files:
             raise BundleLimitError(
                 f"the proxy classifier must change ({decision['reason']}), and with it the bundle would hold "
@@ -572,20 +756,31 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
 
         # --- stage 1: tokenizer + prior -------------------------------------------------------------
         B, n_syn = tok_cfg.run.batch_size, pool.num_synthetic
-        torch.manual_seed(run.seed + 1)
-        task, rec = _train_stage(
-            r, "tokenizer", lambda dl: make_pool_tokenizer_task(tok_cfg, rt.device, pool, val, photo_weight, dl),
-            tok_cfg, w["tokenizer"], [w["generator"], w["frame_predictor"], *after_clf],
-            # stage 2 encodes 4 clips per synthetic clip, each about 1/6 of a training step per clip
-            lambda sps: 1.0 + 4 * n_syn * sps / B * 0.2 + r.final_reserve, len(val) / B, squeeze=False)
-        log["git_commit"] = _git_commit(work / "tokenizer")
-        r.save_model(task.model, DEFAULT_TOKENIZER, steps=rec["steps"], clips_seen=rec["clips_seen"])
-        log["stages"]["tokenizer"] = rec
-        r.save_log()
-        r.say(f"stage 1 done: {rec['steps']} steps, {rec['clips_seen']} clips, {rec['wall_s']} s; held-out PSNR "
-              f"{rec['eval'].get('psnr', float('nan')):.2f} dB, usage {rec['eval'].get('codebook_usage', 0):.0%}")
-        del task
-        r.empty_cache()
+        if done("tokenizer", DEFAULT_TOKENIZER):
+            r.say("stage 1 (tokenizer) was done before the interruption: kept")
+        else:
+            torch.manual_seed(run.seed + 1)
+            snapshots = work / "tokenizer_snapshots"
+
+            def make_tok(dl):
+                return make_pool_tokenizer_task(tok_cfg, rt.device, pool, val, photo_weight, dl,
+                                                snapshots=snapshots if dl is not None else None)
+
+            task, rec = _train_stage(
+                r, "tokenizer", make_tok,
+                tok_cfg, w["tokenizer"], [w["generator"], w["frame_predictor"], *after_clf],
+                # stage 2 encodes 4 clips per synthetic clip, each about 1/6 of a training step per clip
+                lambda sps: 1.0 + 4 * n_syn * sps / B * 0.2 + r.final_reserve, len(val) / B, squeeze=False,
+                evals=TOKENIZER_EVALS)
+            log["git_commit"] = _git_commit(work / "tokenizer")
+            rec["snapshots"] = str(snapshots)
+            r.save_model(task.model, DEFAULT_TOKENIZER, steps=rec["steps"], clips_seen=rec["clips_seen"])
+            log["stages"]["tokenizer"] = rec
+            r.save_log()
+            r.say(f"stage 1 done: {rec['steps']} steps, {rec['clips_seen']} clips, {rec['wall_s']} s; held-out PSNR "
+                  f"{rec['eval'].get('psnr', float('nan')):.2f} dB, usage {rec['eval'].get('codebook_usage', 0):.0%}")
+            del task
+            r.empty_cache()
 
         # --- stage 2: tokens of the pool, with the tokenizer as shipped (fp16 weights loaded back) --
         t2 = time.monotonic()
@@ -608,6 +803,9 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
         stage3 = (("generator", gen_cfg, DEFAULT_GENERATOR, [w["frame_predictor"], *after_clf]),
                   ("frame_predictor", fp_cfg, DEFAULT_FRAME_PREDICTOR, after_clf))
         for key, gcfg, name, weights_after in stage3:
+            if done(key, name):
+                r.say(f"stage 3 {key} was done before the interruption: kept")
+                continue
             torch.manual_seed(run.seed + 2)
             task, rec = _train_stage(
                 r, key, lambda dl, c=gcfg: TokenTask(c, data, train_rows, val_rows, rt.device, dl), gcfg, w[key],
@@ -622,13 +820,13 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
             r.empty_cache()
 
         # --- stage 4: the proxy classifier, when it must change -------------------------------------
-        if retrain:
+        if retrain and not done("classifier", CLASSIFIER_NAME):
             share = budget.share(w["classifier"], [], r.final_reserve)
-            clf, crec = retrain_classifier(pool, val, rt.device, share, NUM_CLASSES, run.seed)
+            clf, crec = retrain_classifier(pool, val, rt.device, share, num_classes, run.seed)
             clf.save_pretrained(out / CLASSIFIER_NAME, metadata={**r.meta, "bundled": CLASSIFIER_NAME,
                                                                  "val_accuracy": crec["heldout_accuracy"]})
             check_bundle(out, run.max_files, run.max_file_mb)
-            log["stages"]["classifier"].update(trained=crec, share_s=round(share, 2))
+            log["stages"]["classifier"].update(trained=crec, share_s=round(share, 2), status="done")
             r.say(f"stage 4 done: classifier retrained, held-out accuracy {crec['heldout_accuracy']:.1%}")
 
         log["total_wall_s"] = round(budget.elapsed(), 2)

@@ -50,13 +50,15 @@ __all__ = [
 class SourceConfig(ConfigBase):
     """One source of training clips.
 
-    kind: ``synthetic`` (procedural, no files), ``photos`` (pans/zooms over bundled photographs),
+    kind: ``synthetic`` (procedural, no files), ``digits`` (moving digits, the teaching set of the
+    bundled models: :mod:`larp_lab.data.digits`; held-out clips use unseen digit images),
+    ``photos`` (pans/zooms over bundled photographs),
     ``videos`` (random windows of the videos in a folder, ``path``), ``folder`` (labelled
     ``root/<class>/*.mp4``, ``path``), ``csv`` (official metadata CSV ``path`` with paths relative to
     ``root``).
     """
 
-    kind: Literal["synthetic", "photos", "videos", "folder", "csv"] = "synthetic"
+    kind: Literal["synthetic", "digits", "photos", "videos", "folder", "csv"] = "synthetic"
     weight: float = 1.0
     path: str | None = None
     root: str | None = None

@@ -15,6 +15,11 @@ def _source(s: SourceConfig, cfg: DataConfig, *, train: bool, num_clips: int, se
         from ..data.synthetic import SyntheticVideos
 
         return SyntheticVideos(num_clips=num_clips, frames=cfg.frames, size=cfg.size, seed=seed)
+    if s.kind == "digits":
+        from ..data.digits import MovingDigits
+
+        return MovingDigits(num_clips=num_clips, frames=cfg.frames, size=cfg.size, seed=seed,
+                            split="train" if train else "heldout")
     if s.kind == "photos":
         from ..data.natural import PhotoPans
 
@@ -52,16 +57,20 @@ def build_dataset(cfg: DataConfig, *, train: bool, num_clips: int | None = None)
 
 def is_procedural(cfg: DataConfig) -> bool:
     """True when every source generates clips on the fly (no need to shuffle)."""
-    return all(s.kind in ("synthetic", "photos", "videos") for s in cfg.sources)
+    return all(s.kind in ("synthetic", "digits", "photos", "videos") for s in cfg.sources)
 
 
 def dataset_class_names(cfg: DataConfig) -> tuple[str, ...] | None:
-    """Class names when every source is labelled the same way (synthetic, or one labelled folder)."""
+    """Class names when every source is labelled the same way (synthetic, digits, or one labelled folder)."""
     kinds = {s.kind for s in cfg.sources}
     if kinds == {"synthetic"}:
         from ..data.synthetic import CLASS_NAMES
 
         return tuple(CLASS_NAMES)
+    if kinds == {"digits"}:
+        from ..data.digits import DIGIT_NAMES
+
+        return DIGIT_NAMES
     if len(cfg.sources) == 1 and cfg.sources[0].kind == "folder":
         from pathlib import Path
 

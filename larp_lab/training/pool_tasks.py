@@ -31,11 +31,13 @@ def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str,
 
 
 def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: ClipPool, photo_weight: float,
-                             deadline: Deadline | None):
+                             deadline: Deadline | None, snapshots: Path | None = None):
     """A :class:`~larp_lab.training.tokenizer_task.TokenizerTask` for ``cfg`` whose training clips come
     from ``pool`` (virtual indices of :func:`~larp_lab.training.pool.mixture_rows` with photo clips at
-    ``photo_weight``, each flipped and time-reversed at random) and whose evaluation is
-    :func:`evaluate_tokenizer_on_pool` on ``val``."""
+    ``photo_weight``, each flipped (not digits) and time-reversed at random) and whose evaluation is
+    :func:`evaluate_tokenizer_on_pool` on ``val``. With ``snapshots``, the model is also saved (fp16,
+    bundled format) into ``snapshots/step<NNNNNN>`` at about 8 log-spaced steps
+    (:func:`~larp_lab.training.bundled_recipe.snapshot_steps`): the latent space as it forms."""
     from .tokenizer_task import TokenizerTask
 
     class PoolTokenizerTask(TokenizerTask):
@@ -51,6 +53,8 @@ def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: Cli
             self.deadline = deadline
             self.steps_done = 0
             self._batch: dict[str, torch.Tensor] | None = None
+            self._max_steps = 0
+            self._snapshot_at: set[int] = set()
 
         def collate(self, batch: list[int]) -> dict[str, torch.Tensor]:
             return collate_indices(batch)
@@ -59,26 +63,49 @@ def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: Cli
             """float32 (B, 3, T, S, S) on the device: pool clips of virtual indices, augmented."""
             rows = self.rows[index.to(self.rows.device)]
             raw = self.pool.clips[rows.to(self.pool.device)].to(self.device, non_blocking=True)
-            return to_float(augment(raw))
+            return to_float(augment(raw, hflip=self.pool.spec.data != "digits"))  # a mirrored digit is no digit
 
         def loss(self, model: nn.Module, batch: dict, step: int, max_steps: int):
             if self.deadline is not None:
                 self.deadline.check()
+            if snapshots is not None and max_steps != self._max_steps:
+                from .bundled_recipe import snapshot_steps
+
+                self._max_steps, self._snapshot_at = max_steps, set(snapshot_steps(max_steps))
             index = batch["index"]
             self._batch = {"video": self.clips(index), "label": torch.full_like(index, -1)}
             return super().loss(model, self._batch, step, max_steps)
 
         def after_step(self, batch: dict, step: int) -> dict[str, float]:
             self.steps_done = step + 1
-            return super().after_step(self._batch if self._batch is not None else batch, step)
+            out = super().after_step(self._batch if self._batch is not None else batch, step)
+            if snapshots is not None and step + 1 in self._snapshot_at:
+                self.model.save_pretrained(snapshots / f"step{step + 1:06d}", dtype=torch.float16,
+                                           metadata={"snapshot_step": step + 1, "max_steps": self._max_steps})
+            return out
+
+        def warmup_dataset(self):
+            """The clips the codebook warm-up's k-means reads: the pool's labelled rows, unaugmented."""
+            return _PoolVideos(self.pool)
 
         @torch.no_grad()
         def evaluate(self, model, step: int, run_dir: Path) -> dict[str, float]:
             return evaluate_tokenizer_on_pool(model, self.val, self.device, cfg.model.codebook_size)
 
-    if getattr(cfg, "vq_warmup_steps", 0):
-        raise ValueError("the bundled recipe feeds the tokenizer from a clip pool and does not support vq_warmup_steps")
     return PoolTokenizerTask()
+
+
+class _PoolVideos(torch.utils.data.Dataset):
+    """``{"video": float32 (3, T, S, S)}`` items of a pool's labelled rows (what ``collect_latents`` reads)."""
+
+    def __init__(self, pool: ClipPool) -> None:
+        self.pool = pool
+
+    def __len__(self) -> int:
+        return max(1, self.pool.num_synthetic)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"video": self.pool.gather(torch.tensor([int(i)]))[0]}
 
 
 @torch.no_grad()

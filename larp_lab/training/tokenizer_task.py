@@ -139,7 +139,7 @@ class TokenizerTask:
         if c.vq_warmup_steps > 0 and step + 1 == c.vq_warmup_steps:  # end of warm-up: k-means codebook
             from .codebook_init import collect_latents, init_codebook_from_latents
 
-            lat = collect_latents(self.model, self.train_dataset, c.vq_init_clips, 32, c.run.seed + 4242, self.device)
+            lat = collect_latents(self.model, self.warmup_dataset(), c.vq_init_clips, 32, c.run.seed + 4242, self.device)
             init_codebook_from_latents(self.model, lat, seed=c.run.seed + 4243)
             metrics["codebook_init"] = 1.0
         every = self.cfg.dead_code_restart_every
@@ -148,6 +148,10 @@ class TokenizerTask:
         if self.gan is not None:
             metrics.update(self.gan.discriminator_step(batch["video"], self._last_rec, step))
         return metrics
+
+    def warmup_dataset(self):
+        """Clips (``{"video": ...}`` items) whose latents initialise the codebook after the warm-up."""
+        return self.train_dataset
 
     @torch.no_grad()
     def restart_dead_codes(self) -> int:
