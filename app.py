@@ -36,6 +36,8 @@ import gradio as gr  # noqa: E402
 from larp_lab import __version__  # noqa: E402
 from larp_lab.app import figures, handlers  # noqa: E402
 from larp_lab.app.cache import ModelCache, default_choices, label  # noqa: E402
+from larp_lab.app.examples import example_clips, examples_label, training_note  # noqa: E402
+from larp_lab.bundled import DATA_NAMES, training_data  # noqa: E402
 from larp_lab.data.video import VideoError  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
@@ -67,24 +69,21 @@ def _guard(fn):
     return wrapped
 
 
-def example_clips() -> list[str]:
-    return [str(p) for p in sorted(EXAMPLES.glob("*.mp4"))]
-
-
 def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Workspace) -> gr.Blocks:
     if not choices["tokenizer"]:
         raise ValueError("no tokenizer: pass --tokenizer (a directory, a Hub repo id or untrained:<preset>)")
     tok0 = models.tokenizer(choices["tokenizer"][0])  # fail fast, and warm up
     figures.warm_up(tok0)  # the codebook UMAP for the Explore tab, in the background
     gen_names, pred_names = choices["generator"], choices["predictor"]
-    class_names: list[str] = []
-    if gen_names:
-        g = models.generator(gen_names[0])
-        class_names = list(g.config.class_names or [str(i) for i in range(g.config.num_classes)])
+    classes = handlers.generator_classes(models, gen_names[0]) if gen_names else {"names": [], "data": None}
+    class_names: list[str] = classes["names"]
     cfg = tok0.config
+    data0 = training_data(choices["tokenizer"][0])  # what the first tokenizer was trained on (config.json)
+    examples = example_clips(EXAMPLES, data0)  # its kind of clip first, then real footage
 
-    def saw(used: str) -> str:
-        return f"**The model saw:** {used}"
+    def saw(used: str, trained_on: str | None) -> str:
+        note = training_note(trained_on)
+        return f"**The model saw:** {used}" + (f"\n\n{note}" if note else "")
 
     # -------------------------------------------------------------------------------- handlers
     @_guard
@@ -93,7 +92,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         res = r["result"]
         figs = figures.reconstruction_figures(res)
         state = {"indices": res.tokens[0].tolist(), "video": res.original, "tokenizer": tok_name}
-        return (str(r["side_by_side"]), saw(r["used"]), r["metrics"], figs["psnr"], figs["tokens"],
+        return (str(r["side_by_side"]), saw(r["used"], r["trained_on"]), r["metrics"], figs["psnr"], figs["tokens"],
                 [str(r["reconstruction"]), str(r["tokens_npy"]), str(r["tokens_json"])], state,
                 gr.update(maximum=len(state["indices"]), value=len(state["indices"])))
 
@@ -112,7 +111,8 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         res = r["result"]
         return str(r["reconstruction"]), {**r["metrics"],
                                            "per_frame_psnr_db": [round(v, 3) for v in res.metrics["per_frame_psnr_db"]],
-                                           "tokens": res.tokens[0].tolist(), "used": r["used"]}
+                                           "tokens": res.tokens[0].tolist(), "used": r["used"],
+                                           "trained_on": r["trained_on"]}
 
     @_guard
     def on_generate(tok_name, gen_name, class_name, n, cfg_scale, temperature, top_k, top_p, seed):
@@ -138,21 +138,23 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         if not pred_name:
             raise ValueError("No frame-prediction model is loaded (pass --predictor).")
         r = handlers.predict(models, ws, tok_name, pred_name, path, cond_frames, seed, start)
-        return (str(r["video"]), saw(r["used"]), r["metrics"],
+        return (str(r["video"]), saw(r["used"], r["trained_on"]), r["metrics"],
                 figures.per_frame_figure(r["per_frame_psnr"], int(cond_frames)))
 
     @_guard
     def on_explore(tok_name, path, start, query, layer, head):
         r = handlers.explore(models, ws, tok_name, path, int(query), int(layer),
                              None if head == "mean" else int(head), start)
-        return str(r["overlay"]), saw(r["used"]), r["heatmap"], r["surprisal"], r["umap"], r["info"]
+        return (str(r["overlay"]), saw(r["used"], r["trained_on"]), r["heatmap"], r["surprisal"], r["umap"],
+                r["info"])
 
     # -------------------------------------------------------------------------------- layout
-    def sees_text(c) -> str:
+    def sees_text(c, trained_on: str | None) -> str:
+        note = training_note(trained_on)
         return (f"The model sees {c.frame_num} frames from the start time, at a {c.input_size}x{c.input_size} "
-                "centre crop (the short side resized first).")
+                "centre crop (the short side resized first)." + (f"\n\n{note}" if note else ""))
 
-    sees = sees_text(cfg)
+    sees = sees_text(cfg, handlers.trained_on(models, choices["tokenizer"][0]))
 
     def clip_input(label: str, elem: str, sources=("upload",)):
         """A video input with its start-time box (elem_id ``<elem>_start``)."""
@@ -178,6 +180,10 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             f"{cfg.input_size} -> **{cfg.num_tokens} holistic tokens** from a codebook of {cfg.codebook_size}. "
             "Uploads: the model sees only its frames from the start time you give, at a centre crop; each "
             "result says what it saw."
+            + (f" It was trained on **{DATA_NAMES.get(data0, data0)}** only ({cfg.input_size}x{cfg.input_size}, "
+               f"{cfg.frame_num} frames): try the examples of that kind first; real footage comes back poorly."
+               if data0 else ""),
+            elem_id="header",
         )
         with gr.Row():
             tok_dd = gr.Dropdown(choices["tokenizer"], value=choices["tokenizer"][0], label="Tokenizer",
@@ -194,7 +200,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                 with gr.Column():
                     both, used = result_video("Original | reconstruction", "rec")
             go = gr.Button("Reconstruct", variant="primary", elem_id="rec_btn")
-            gr.Examples(example_clips(), inputs=[inp], label="Example (Big Buck Bunny, CC-BY 3.0 Blender Foundation)")
+            gr.Examples(examples, inputs=[inp], label=examples_label(data0), elem_id="rec_examples")
             with gr.Row():
                 metrics = gr.JSON(label="Metrics")
                 with gr.Column():
@@ -216,6 +222,8 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             go_k.click(on_prefix, [tok_dd, gen_dd, state, k, method], [prefix_video, prefix_metrics],
                        api_visibility="private")
         with gr.Tab("Generate"):
+            gen_text = gr.Markdown(generate_text(gen_names[0] if gen_names else None, classes),
+                                   elem_id="gen_classes")
             with gr.Row():
                 cls = gr.Dropdown(class_names, value=class_names[0] if class_names else None, label="Class",
                                   min_width=MENU_W)
@@ -244,7 +252,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                                  label="Conditioning frames")
                 p_seed = gr.Number(0, precision=0, label="Seed")
                 go_p = gr.Button("Predict", variant="primary", elem_id="pred_btn")
-            gr.Examples(example_clips(), inputs=[p_inp])
+            gr.Examples(examples, inputs=[p_inp], label=examples_label(data0))
             with gr.Row():
                 p_metrics = gr.JSON(label="Prediction vs. repeating the last frame")
                 with gr.Column():
@@ -264,7 +272,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                 head = gr.Dropdown(["mean"] + [str(h) for h in range(cfg.encoder_num_heads)], value="mean",
                                    label="Head")
                 go_e = gr.Button("Explore", variant="primary", elem_id="exp_btn")
-            gr.Examples(example_clips(), inputs=[e_inp])
+            gr.Examples(examples, inputs=[e_inp], label=examples_label(data0))
             heat = figure("Attention of the query over the patch grid, frame by frame", gr.Image, type="numpy",
                           elem_id="exp_heat")
             surprisal = figure("Surprisal of each token under the prior (bits)", gr.Image, type="numpy",
@@ -276,12 +284,20 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
 
         def on_tokenizer_change(tok_name):
             c = models.tokenizer(tok_name).config
+            trained = handlers.trained_on(models, tok_name)
             return (gr.update(maximum=c.num_tokens, value=c.num_tokens), gr.update(maximum=c.num_tokens - 1, value=0),
                     gr.update(maximum=c.encoder_depth - 1, value=c.encoder_depth - 1),
                     gr.update(choices=["mean"] + [str(h) for h in range(c.encoder_num_heads)], value="mean"),
                     gr.update(maximum=c.frame_num - 1, value=min(5, c.frame_num - 1)), None,
-                    *[sees_text(c)] * 3)
+                    *[sees_text(c, trained)] * 3)
 
+        def on_generator_change(gen_name):
+            if not gen_name:
+                return gr.update(choices=[], value=None), generate_text(None, {})
+            c = handlers.generator_classes(models, gen_name)
+            return gr.update(choices=c["names"], value=c["names"][0]), generate_text(gen_name, c)
+
+        gen_dd.change(_guard(on_generator_change), [gen_dd], [cls, gen_text], api_visibility="private")
         tok_dd.change(_guard(on_tokenizer_change), [tok_dd], [k, query, layer, head, cond, state, used, p_used, e_used],
                       api_visibility="private")
 
@@ -300,12 +316,23 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             g_btn.click(api_generate, [g_cls, g_cfg, g_temp, g_k, g_p, g_seed], [g_out], api_name="generate")
         gr.Markdown(
             "LARP: Wang et al., ICLR 2025 ([arXiv:2410.21264](https://arxiv.org/abs/2410.21264)); official code "
-            "[hywang66/LARP](https://github.com/hywang66/LARP) (MIT). Example clip: Big Buck Bunny (c) 2008 Blender "
-            f"Foundation, CC-BY 3.0. This app is part of larp_lab {__version__} (MIT); the README.md of its "
-            "repository describes the kit.",
+            "[hywang66/LARP](https://github.com/hywang66/LARP) (MIT). Example clips: moving digits made by larp_lab "
+            "from scikit-learn's handwritten digits (UCI, CC BY 4.0); Big Buck Bunny (c) 2008 Blender Foundation, "
+            f"CC-BY 3.0. This app is part of larp_lab {__version__} (MIT); the README.md of its repository "
+            "describes the kit.",
             elem_id="footer",
         )
     return demo
+
+
+def generate_text(gen_name: str | None, classes: dict) -> str:
+    """The line above the Generate tab's class menu: the generator's classes and what it was trained on."""
+    if not gen_name:
+        return "No class-conditional generator is loaded (pass --generator)."
+    names, data = classes["names"], classes["data"]
+    trained = f", trained on **{DATA_NAMES.get(data, data)}**" if data else ""
+    listed = ", ".join(names[:20]) + (f" ... ({len(names) - 20} more)" if len(names) > 20 else "")
+    return f"Generator **{label(gen_name)}**{trained}: {len(names)} classes ({listed})."
 
 
 def _interrupt(signum, frame):

@@ -17,17 +17,22 @@ arguments of the CLI and the app into models:
 * ``"untrained:<preset>"``: a randomly initialised preset (``TOKENIZER_PRESETS`` /
   ``GENERATOR_PRESETS``) -- useful to try the pipeline, useless for pictures, and labelled so;
 * a local checkpoint directory, or a Hub repo id such as ``hywang66/LARP-L-long-tokenizer``.
+
+:func:`training_data` says what kind of clips a model was trained on (``"digits"``, ``"synthetic"``),
+read from the ``metadata`` of its ``config.json`` (written by ``scripts/train_bundled.py``), and
+:func:`describe_training` puts it in words for the app and the CLI ("moving digits, 32x32, 8 frames").
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError
+from .checkpoint import CONFIG_NAME, CheckpointError
 from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 
 DEFAULT_TOKENIZER = "larp-tiny-tokenizer"
@@ -160,3 +165,60 @@ def resolve_generator(spec: str = "default", device: torch.device | str = "cpu",
 
 def is_untrained(spec: str) -> bool:
     return spec.startswith(UNTRAINED_PREFIX)
+
+
+# ------------------------------------------------------------------------------------------------
+# what a model was trained on (config.json metadata)
+# ------------------------------------------------------------------------------------------------
+
+#: the kinds of training clips named by a model's config.json (``metadata["data"]``), in words
+DATA_NAMES: dict[str, str] = {
+    "digits": "moving digits",  # larp_lab.data.digits.MovingDigits
+    "synthetic": "synthetic shapes",  # larp_lab.data.synthetic.SyntheticVideos
+}
+
+
+def _config_dir(spec: str, default_name: str, root: str | os.PathLike | None) -> Path | None:
+    """The directory holding ``spec``'s config.json: "default" -> ``default_name``, a bundled name (in
+    ``root`` or the bundled checkpoints directory), or a local directory; None otherwise."""
+    if is_untrained(spec):
+        return None
+    base = Path(root).expanduser() if root is not None else find_checkpoints_dir()
+    name = default_name if spec == "default" else spec
+    if spec != "default" and Path(spec).expanduser().is_dir():
+        return Path(spec).expanduser()
+    if base is not None and (base / name / CONFIG_NAME).is_file():
+        return base / name
+    return None
+
+
+def model_metadata(spec: str = "default", default_name: str = DEFAULT_TOKENIZER,
+                   root: str | os.PathLike | None = None) -> dict:
+    """The ``metadata`` of the config.json of ``spec`` ("default" = ``default_name``, a bundled name, or a
+    checkpoint directory; ``root`` replaces the bundled directory); {} when there is none (a Hub id, an
+    untrained preset, an unreadable file). Reads the JSON only; never raises."""
+    d = _config_dir(spec, default_name, root)
+    if d is None:
+        return {}
+    try:
+        meta = json.loads((d / CONFIG_NAME).read_text(encoding="utf-8")).get("metadata")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def training_data(spec: str = "default", default_name: str = DEFAULT_TOKENIZER,
+                  root: str | os.PathLike | None = None) -> str | None:
+    """The kind of clips ``spec`` was trained on, from its config.json ``metadata["data"]`` (e.g.
+    ``"digits"`` for the bundled models of scripts/train_bundled.py --data digits); None when not
+    recorded. Never raises."""
+    data = model_metadata(spec, default_name, root).get("data")
+    return data if isinstance(data, str) and data else None
+
+
+def describe_training(data: str | None, frames: int, size: int) -> str | None:
+    """``"moving digits, 32x32, 8 frames"``: the training clips of a model in words (``frames``, ``size``:
+    its clip size, which is its training clips' size); None when ``data`` is None."""
+    if data is None:
+        return None
+    return f"{DATA_NAMES.get(data, data)}, {size}x{size}, {frames} frames"

@@ -371,6 +371,13 @@ class PretrainedMixin:
 
     config: Any
 
+    @property
+    def checkpoint_metadata(self) -> dict[str, Any]:
+        """A copy of the ``"metadata"`` of the ``config.json`` the model was loaded from (the bundled
+        models': ``{"data": "digits", ...}``, what they were trained on); empty for the official format
+        and for a model built in memory. ``save_pretrained`` takes its own ``metadata``."""
+        return dict(self.__dict__.get("_checkpoint_metadata", {}))
+
     def reset_fixed_tables(self) -> None:
         """Recompute the model's fixed (not learned) tables; called after loading a file that
         lacks some of them. Models without such tables keep this no-op."""
@@ -453,5 +460,7 @@ class PretrainedMixin:
         model = _materialise(model, state, device, dtype)  # type: ignore[arg-type,assignment]
         if any(k not in state for k in optional):
             model.reset_fixed_tables()
+        meta = None if official else raw.get("metadata")
+        model._checkpoint_metadata = dict(meta) if isinstance(meta, dict) else {}  # type: ignore[attr-defined]
         model.eval()  # type: ignore[attr-defined]
         return model

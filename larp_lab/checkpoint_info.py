@@ -347,6 +347,12 @@ def describe_checkpoint(source: str) -> CheckpointInfo:
         if kind == "tokenizer":
             has_prior = bool(parts)
     model, facts, num_classes, names = _facts(kind, cfg, has_prior)
+    meta = raw.get("metadata") if src == "larp_lab" else None
+    data = meta.get("data") if isinstance(meta, dict) else None
+    if isinstance(data, str) and data:  # what it was trained on, as scripts/train_bundled.py records it
+        from .bundled import DATA_NAMES
+
+        facts = {**facts, "trained on": f"{DATA_NAMES.get(data, data)} (config.json metadata \"data\": {data})"}
     return CheckpointInfo(
         directory=str(d) if repo is None else f"{repo} (Hub; files in {d})", source_format=src,
         format_version=raw.get("larp_lab_format") if src == "larp_lab" else None,

@@ -88,7 +88,7 @@ def _model_name(spec: str, default_name: str) -> str:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .bundled import DEFAULT_TOKENIZER, resolve_tokenizer
+    from .bundled import DEFAULT_TOKENIZER, describe_training, resolve_tokenizer, training_data
     from .pipelines import reconstruct, save_side_by_side, save_tokens, save_video
 
     out = Path(args.output)
@@ -106,6 +106,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     cfg, m, t = tok.config, r.metrics, r.timings_ms
     _, _, T, H, W = r.original.shape
     print(f"tokenizer: {name}")
+    trained = describe_training(training_data(args.tokenizer), cfg.frame_num, cfg.input_size)
+    if trained:  # from its config.json: a poor result on other footage is then no surprise
+        print(f"trained on: {trained} only (clips unlike those, such as real footage, reconstruct poorly)")
     print(f"used: {r.source.describe()}")
     print(
         f"{T}x{H}x{W} clip -> {cfg.num_tokens} tokens (codebook {cfg.codebook_size}) -> {out}\n"
@@ -145,14 +148,45 @@ def cmd_sample(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
+#: the --data kinds of ``evaluate`` (``digits``: held-out moving digits, digit images never trained on)
+EVAL_DATA = ("digits", "synthetic", "photos", "videos:DIR", "folder:DIR", "csv:FILE[:ROOT]")
+#: --data of ``evaluate`` when the tokenizer's config.json does not say what it was trained on
+FALLBACK_EVAL_DATA = "synthetic"
+
+
+def _default_eval_data(tokenizer: str, root: str | None = None) -> str:
+    """The data ``tokenizer`` was trained on (its config.json metadata "data") when ``evaluate`` can
+    build it, else ``synthetic``."""
+    from .bundled import training_data
+
+    data = training_data(tokenizer, root=root)
+    return data if data in ("digits", "synthetic", "photos") else FALLBACK_EVAL_DATA
+
+
+def _eval_data_help(parser: argparse.ArgumentParser) -> None:
+    """Say in ``evaluate --help`` which data the bundled tokenizer's config.json names (no weights read)."""
+    from .bundled import DEFAULT_TOKENIZER, training_data
+
+    data = training_data("default", root=_help_checkpoints)
+    here = (f"; for the bundled {DEFAULT_TOKENIZER} that is {_default_eval_data('default', _help_checkpoints)}"
+            if data else f"; the bundled {DEFAULT_TOKENIZER} here names none, so {FALLBACK_EVAL_DATA}")
+    text = (f"held-out clips to measure on: {', '.join(EVAL_DATA)} (digits: held-out moving digits, drawn from "
+            "digit images never used in training). Default: the data the tokenizer was trained on (metadata "
+            f"\"data\" of its config.json), else {FALLBACK_EVAL_DATA}{here}")
+    for action in parser._actions:
+        if action.dest == "data":
+            action.help = text.replace("%", "%%")
+
+
 def _eval_dataset(spec: str, frames: int, size: int, num_clips: int):
-    """``synthetic``, ``photos``, ``videos:DIR``, ``folder:DIR`` or ``csv:FILE[:ROOT]`` (held-out clips)."""
+    """``digits``, ``synthetic``, ``photos``, ``videos:DIR``, ``folder:DIR`` or ``csv:FILE[:ROOT]`` (held-out
+    clips; ``digits``: :class:`~larp_lab.data.digits.MovingDigits` with ``split="heldout"``)."""
     from .training.config import DataConfig, SourceConfig
     from .training.data import build_dataset
 
     kind, _, rest = spec.partition(":")
-    if kind not in ("synthetic", "photos", "videos", "folder", "csv"):
-        raise CLIError(f"unknown --data {spec!r}; use synthetic, photos, videos:DIR, folder:DIR or csv:FILE[:ROOT]")
+    if kind not in ("digits", "synthetic", "photos", "videos", "folder", "csv"):
+        raise CLIError(f"unknown --data {spec!r}; use {', '.join(EVAL_DATA[:-1])} or {EVAL_DATA[-1]}")
     path, root = (rest.split(":", 1) + [None])[:2] if rest else (None, None)
     if kind in ("videos", "folder", "csv") and not path:
         raise CLIError(f"--data {kind} needs a path: {kind}:PATH")
@@ -162,7 +196,7 @@ def _eval_dataset(spec: str, frames: int, size: int, num_clips: int):
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .bundled import resolve_generator, resolve_tokenizer
+    from .bundled import resolve_generator, resolve_tokenizer, training_data
     from .evaluation.runner import (
         EvalSettings,
         evaluate_generator,
@@ -179,11 +213,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         classifier_path=args.classifier, lpips_vgg_path=args.lpips_vgg, lpips_lin_path=args.lpips_lin,
         real_stats_cache=args.real_stats_cache,
     )
-    data = _eval_dataset(args.data, tok.config.frame_num, tok.config.input_size, args.num_clips)
-    report = {"tokenizer": args.tokenizer, "data": args.data}
+    data_spec = args.data or _default_eval_data(args.tokenizer)
+    data = _eval_dataset(data_spec, tok.config.frame_num, tok.config.input_size, args.num_clips)
+    how = ("" if args.data else " (what the tokenizer was trained on, from its config.json)"
+           if training_data(args.tokenizer) == data_spec else " (the default)")
+    shown = repr(data) if type(data).__repr__ is not object.__repr__ else f"{len(data)} clips"
+    print(f"data: {data_spec}{how}: {shown}")
+    report = {"tokenizer": args.tokenizer, "data": data_spec}
     tm = evaluate_tokenizer(tok, data, s, dev)
     report["tokenizer_metrics"] = tm
-    print(format_table(f"tokenizer {args.tokenizer} on {args.data}", tm))
+    print(format_table(f"tokenizer {args.tokenizer} on {data_spec}", tm))
     if args.generator:
         gen = resolve_generator(args.generator, dev)
         gm = evaluate_generator(gen, tok, data, s, dev)
@@ -363,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="reconstruction and generation metrics")
     e.add_argument("--tokenizer", default="default")
     e.add_argument("--generator", default=None, help="also sample from this class-conditional generator")
-    e.add_argument("--data", default="synthetic", help="synthetic, photos, videos:DIR, folder:DIR, csv:FILE[:ROOT]")
+    e.add_argument("--data", default=None, metavar="DATA", help="held-out clips")  # written by _eval_data_help
+    e.help_hooks = (_eval_data_help,)
     e.add_argument("--num-clips", type=int, default=256)
     e.add_argument("--batch-size", type=int, default=16)
     _sampling_args(e)

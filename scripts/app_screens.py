@@ -1,6 +1,6 @@
 """Screenshots of every tab of the app at a desktop and a phone window size, for docs/screens/.
 
-    python scripts/app_screens.py [--out docs/screens] [--clip examples/bigbuckbunny_128.mp4] [--start 1]
+    python scripts/app_screens.py [--out docs/screens] [--clip examples/digits_3.mp4] [--start 1]
                                   [--chromium /usr/bin/chromium] [-- APP ARGS...]
 
 Starts ``app.py`` (the bundled models unless APP ARGS say otherwise) on a free port, runs each tab's
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "screens")
-    p.add_argument("--clip", type=Path, default=ROOT / "examples" / "bigbuckbunny_128.mp4")
+    p.add_argument("--clip", type=Path, default=ROOT / "examples" / "digits_3.mp4",
+                   help="the clip of the tabs that take one (default: a held-out moving digit, the bundled models' data)")
     p.add_argument("--start", type=float, default=1.0, help="start time in the clip (seconds)")
     p.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser"),
                    help="browser executable (default: chromium on PATH, else Playwright's own)")

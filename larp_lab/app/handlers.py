@@ -4,7 +4,9 @@ Each handler validates its inputs, runs a :mod:`larp_lab.pipelines` job, writes 
 shows in a fresh per-request directory under the app's work directory (old ones are removed after
 ``KEEP_S`` seconds; Gradio copies what it serves into its own cache), and raises
 ``ValueError``/``VideoError`` with one sentence for bad input, which the UI shows as a
-``gr.Error``. Nothing uploaded is ever unpickled: videos go through PyAV only.
+``gr.Error``. Nothing uploaded is ever unpickled: videos go through PyAV only. The handlers that
+take a clip also say what the tokenizer was trained on (``trained_on``, from its config.json), so a
+poor result on real footage is no surprise.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 
 from .. import pipelines, viz
 from ..analysis import encoder_attention, prior_surprisal, query_attention_maps, upsample_maps
+from ..bundled import DEFAULT_GENERATOR, DEFAULT_TOKENIZER, describe_training, training_data
 from ..data.video import VideoLimits
 from .cache import ModelCache
 from .figures import codebook_umap, image
@@ -67,6 +70,25 @@ def _start(start_time: float | None) -> float:
     return 0.0 if start_time is None else float(start_time)
 
 
+def trained_on(models: ModelCache, tokenizer: str) -> str | None:
+    """What the tokenizer ``tokenizer`` was trained on, e.g. ``"moving digits, 32x32, 8 frames"`` (its
+    config.json metadata "data" and its clip size); None when its config.json does not say."""
+    data = training_data(tokenizer, DEFAULT_TOKENIZER)
+    if data is None:
+        return None
+    c = models.tokenizer(tokenizer).config
+    return describe_training(data, c.frame_num, c.input_size)
+
+
+def generator_classes(models: ModelCache, generator: str) -> dict[str, Any]:
+    """The classes the Generate tab offers: ``{"names": [...], "data": "digits" | None}``, the names from the
+    generator's config (``class_names``; its class ids as text when it names none) and the data it was
+    trained on from its config.json."""
+    c = models.generator(generator).config
+    names = [str(n) for n in c.class_names] if c.class_names else [str(i) for i in range(c.num_classes)]
+    return {"names": names, "data": training_data(generator, DEFAULT_GENERATOR)}
+
+
 # ------------------------------------------------------------------------------------------------
 # reconstruct
 # ------------------------------------------------------------------------------------------------
@@ -89,7 +111,8 @@ def reconstruct(models: ModelCache, ws: Workspace, tokenizer: str, video_path: s
         "codebook_size": m["codebook_size"],
         "distinct_codes": m["distinct_codes"],
     }
-    return {**files, "result": r, "metrics": metrics, "used": r.source.describe()}
+    return {**files, "result": r, "metrics": metrics, "used": r.source.describe(),
+            "trained_on": trained_on(models, tokenizer)}
 
 
 def reconstruct_from_prefix(models: ModelCache, ws: Workspace, tokenizer: str, generator: str | None,
@@ -148,7 +171,7 @@ def predict(models: ModelCache, ws: Workspace, tokenizer: str, predictor: str, v
     metrics = {"conditioning_frames": p.cond_frames, "psnr_predicted_frames_db": round(m["psnr_predicted_db"], 3),
                "psnr_repeat_last_frame_db": round(m["psnr_repeat_last_db"], 3), "used": p.source.describe()}
     return {"video": path, "metrics": metrics, "per_frame_psnr": [round(v, 3) for v in m["per_frame_psnr_db"]],
-            "used": p.source.describe()}
+            "used": p.source.describe(), "trained_on": trained_on(models, tokenizer)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -205,4 +228,4 @@ def explore(models: ModelCache, ws: Workspace, tokenizer: str, video_path: str |
                            margin={"l": 40, "r": 10, "t": 70, "b": 40})  # legend above: fits a phone
     info["distinct_codes_in_clip"] = len(in_clip)
     return {"overlay": overlay, "heatmap": grid, "surprisal": surprisal, "umap": umap_fig, "info": info,
-            "used": info["used"]}
+            "used": info["used"], "trained_on": trained_on(models, tokenizer)}

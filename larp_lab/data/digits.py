@@ -116,6 +116,8 @@ class MovingDigits(Dataset):
             raise ValueError(f"num_digits must be at least 1, got {num_digits}.")
         if not 0.0 <= min_speed <= max_speed:
             raise ValueError(f"need 0 <= min_speed <= max_speed, got {min_speed}, {max_speed}.")
+        if not np.isfinite(max_speed):
+            raise ValueError(f"max_speed must be finite (pixels per frame), got {max_speed}.")
         self.num_clips, self.frames, self.size, self.seed = int(num_clips), int(frames), int(size), int(seed)
         self.split, self.digit_size, self.num_digits = split, digit_size, int(num_digits)
         self.min_speed, self.max_speed = float(min_speed), float(max_speed)
@@ -145,6 +147,9 @@ class MovingDigits(Dataset):
         """Clips ``indices`` at once: (uint8 (B, 3, T, S, S), labels int64 (B,)); byte v stands for
         v / 127.5 - 1 (the clip pool's encoding)."""
         idx = [check_index(i, self.num_clips, "clips") for i in indices]
+        if not idx:
+            return (np.zeros((0, 3, self.frames, self.size, self.size), dtype=np.uint8),
+                    np.zeros((0,), dtype=np.int64))
         sprites, sprite_labels = _sprites(self.split, self.digit_size)
         params = [self._params(i, len(sprites)) for i in idx]
         B, K, T, S, d = len(idx), self.num_digits, self.frames, self.size, self.digit_size

@@ -2,13 +2,18 @@
 
 Stages, in order, each writing its model as soon as it is trained:
 
-0. a pool of synthetic and photo-pan clips, generated once in parallel on the CPU cores (uint8, in
-   memory, moved onto the accelerator when it fits; :mod:`.pool`), and a held-out twin (other seeds);
+0. a pool of clips, generated once on the CPU (uint8, in memory, moved onto the accelerator when it
+   fits; :mod:`.pool`): moving digits (``data="digits"``, the default of ``scripts/train_bundled.py``)
+   or synthetic and photo-pan clips; and a held-out twin (other seeds; for digits, held-out digit images);
 1. the tokenizer with its prior: the LARP recipe of ``configs/tokenizer_tiny.yaml`` (L1, cosine VQ,
-   prior CE with scheduled sampling, dead-code restarts), on pool clips sampled with the config's
-   source weights and random horizontal flips / time reversals;
-2. the tokens of the pool's synthetic clips and of their mirror images, with the tokenizer exactly
-   as shipped (fp16 weights, loaded back), plus the frame predictor's conditioning tokens;
+   prior CE with scheduled sampling, dead-code restarts; for ``--size cpu`` the CPU recipe of
+   ``configs/tokenizer_digits.yaml`` with its warm-up and locality phases scaled to the planned steps,
+   :func:`scale_schedule`), on pool clips sampled with the config's source weights and random
+   horizontal flips (not digits) / time reversals, with snapshots of the forming model
+   (:func:`snapshot_steps`);
+2. the tokens of the pool's labelled clips and of their mirror images (digits: time reversals), with
+   the tokenizer exactly as shipped (fp16 weights, loaded back), plus the frame predictor's
+   conditioning tokens;
 3. the class-conditional generator and the frame predictor on those tokens
    (``configs/generator_tiny.yaml``, ``configs/generator_tiny_fp.yaml``);
 4. the proxy classifier, only if it must change: the bundled one is kept when its clip shape and
@@ -275,19 +280,40 @@ def snapshot_steps(steps: int, count: int = 8, first: int = 25) -> list[int]:
     return sorted(set(min(steps, max(1, int(v))) for v in raw) | {steps})
 
 
+def _schedule_as_started(cfg, run_dir: Path):
+    """``cfg`` with the step-counted phases (codebook warm-up, locality hold and anneal) that the stage
+    in ``run_dir`` started with (its ``config.yaml``): a resumed stage keeps its schedule, also when the
+    recipe computes it otherwise now (the loop refuses to resume under another config)."""
+    import yaml
+
+    try:
+        old = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return cfg
+    changes: dict[str, Any] = {}
+    if isinstance(old.get("vq_warmup_steps"), int):
+        changes["vq_warmup_steps"] = old["vq_warmup_steps"]
+    loc, before = getattr(cfg, "locality", None), old.get("locality")
+    if loc is not None and isinstance(before, dict) and {"hold_steps", "anneal_steps"} <= before.keys():
+        changes["locality"] = loc.replace(hold_steps=int(before["hold_steps"]), anneal_steps=int(before["anneal_steps"]))
+    return cfg.replace(**changes) if changes else cfg
+
+
 def _run_stage(name: str, task, cfg, plan: StagePlan, run_dir: Path, rt, progress: bool, *,
                evals: int = 1, resume: bool = False) -> dict[str, Any]:
     """Train ``task`` for ``plan.steps`` through the shared loop (continuing the checkpoint in
     ``run_dir`` when ``resume``); evaluate ``evals`` times; stop early on the stage deadline."""
     from .loop import train
 
+    if hasattr(cfg, "vq_warmup_steps"):  # scaled from the config's own max_steps, so before it is replaced
+        cfg = scale_schedule(cfg, plan.steps)
+        if resume:
+            cfg = _schedule_as_started(cfg, run_dir)
     cfg = cfg.replace(
         run=cfg.run.replace(max_steps=plan.steps, log_every=plan.log_every, save_every=plan.save_every,
                             eval_every=max(1, math.ceil(plan.steps / max(1, evals)))),
         optim=cfg.optim.replace(warmup_steps=plan.warmup_steps),
     )
-    if hasattr(cfg, "vq_warmup_steps"):
-        cfg = scale_schedule(cfg, plan.steps)
     t0 = time.monotonic()
     stopped = False
     try:

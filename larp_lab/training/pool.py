@@ -2,14 +2,17 @@
 sampled in batches with augmentation where the model trains, so the accelerator never waits for data.
 
 A pool holds ``clips`` uint8 (N, 3, T, S, S) (the models' layout; byte v stands for v / 127.5 - 1)
-and ``labels`` int64 (N,): rows ``0 .. num_synthetic - 1`` are procedural synthetic clips (class
-``i % 12``, :mod:`larp_lab.data.synthetic`), the remaining rows pans/zooms over the bundled
-photographs (:class:`larp_lab.data.natural.PhotoPans`, label -1). Clip ``i`` of a source is the
-same pure function of ``(seed, i)`` as in those datasets, so a pool is reproducible and its held-out
-twin (other seeds) never shares a clip with it.
+and ``labels`` int64 (N,): rows ``0 .. num_synthetic - 1`` are the labelled procedural clips
+(``data="synthetic"``: class ``i % 12``, :mod:`larp_lab.data.synthetic`; ``data="digits"``: moving
+digits of the spec's ``split``, :class:`larp_lab.data.digits.MovingDigits`, label = the digit), the
+remaining rows pans/zooms over the bundled photographs (:class:`larp_lab.data.natural.PhotoPans`,
+label -1; never in a digits pool). Clip ``i`` of a source is the same pure function of ``(seed, i)``
+as in those datasets, so a pool is reproducible and its held-out twin (other seeds; for digits also
+the held-out digit images) never shares a clip with it.
 
 Generation forks worker processes that write straight into one anonymous shared mapping (not
-``/dev/shm``, whose size containers often cap); workers run torch with one thread. Call
+``/dev/shm``, whose size containers often cap); workers run torch with one thread. A digits pool is
+rendered in the calling process instead (:meth:`MovingDigits.render` is vectorised). Call
 :func:`generate_pool` before the process starts CUDA (a CUDA context does not survive ``fork``).
 
 Training tasks read a pool through :class:`IndexDataset` (the training loop's sampler hands out

@@ -1,5 +1,5 @@
-"""Helpers shared by the teaching notebooks (``notebooks/src/*.py``): where things are, clip batches,
-and showing clips in a notebook.
+"""Helpers shared by the teaching notebooks (``notebooks/src/*.py``): where things are, clip batches
+(:func:`bundled_clips`: held-out clips of the kind a model was trained on), and showing clips in a notebook.
 
 Importing this module loads neither IPython nor Jupyter: :func:`show_video` and :func:`show_frames`
 import ``IPython.display`` when called, so everything else also works in scripts and tests.
@@ -18,11 +18,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..data.digits import DIGIT_NAMES, MovingDigits
+from ..data.synthetic import CLASS_NAMES, SyntheticVideos
 from ..data.video import save_frame_grid, side_by_side, video_grid, write_video
 
 __all__ = [
+    "bundled_clips",
     "clip_batch",
     "comparison_grid",
+    "data_kind",
     "default_device",
     "generator_condition",
     "interleave",
@@ -98,6 +102,51 @@ def clip_batch(dataset, indices: Iterable[int]) -> tuple[Tensor, Tensor]:
     return torch.stack([it["video"] for it in items]), torch.tensor([int(it["label"]) for it in items])
 
 
+def data_kind(model) -> str:
+    """What clips ``model`` (a tokenizer or generator) was trained on, as its checkpoint says:
+    ``"digits"`` when its ``config.json`` metadata has ``"data": "digits"`` (the bundled models trained
+    on moving digits), else ``"synthetic"`` (earlier bundled models recorded nothing and were trained on
+    :class:`~larp_lab.data.SyntheticVideos`; also the answer for official weights, your own runs and
+    models built in memory)."""
+    return "digits" if getattr(model, "checkpoint_metadata", {}).get("data") == "digits" else "synthetic"
+
+
+def bundled_clips(tok, n: int, seed: int = 0) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    """``n`` clips of the kind the tokenizer ``tok`` was trained on (:func:`data_kind`), at its clip size
+    (``frame_num`` frames of ``input_size`` pixels), whose labels cycle through the classes: clip ``i``
+    shows class ``i % C``, so ``n = C`` gives one clip per class.
+
+    Moving digits come from the held-out split (handwriting never trained on,
+    :class:`~larp_lab.data.MovingDigits`); synthetic clips from :class:`~larp_lab.data.SyntheticVideos`.
+    The same ``(tok`` size, ``n, seed)`` always give the same clips.
+
+    Returns (videos float32 (n, 3, T, H, W) in [-1, 1], labels (n,) long, class names).
+    """
+    if n < 1:
+        raise ValueError(f"bundled_clips: n must be at least 1, got {n}")
+    frames, size = tok.config.frame_num, tok.config.input_size
+    if data_kind(tok) == "synthetic":  # item i has label i % 12 already
+        videos, labels = clip_batch(SyntheticVideos(n, frames=frames, size=size, seed=seed), range(n))
+        return videos, labels, CLASS_NAMES
+    pool = MovingDigits(10**9, frames=frames, size=size, seed=seed, split="heldout")  # clips are made on demand
+    C = len(DIGIT_NAMES)
+    need = [len(range(c, n, C)) for c in range(C)]  # clips wanted of each digit
+    found: list[list[Tensor]] = [[] for _ in range(C)]
+    missing = n
+    for i in range(100 * n + 1000):  # the digits are about equally frequent: a few n draws suffice
+        item = pool[i]
+        c = item["label"]
+        if len(found[c]) < need[c]:
+            found[c].append(item["video"])
+            missing -= 1
+            if missing == 0:
+                break
+    else:  # pragma: no cover - would need a digit to be missing from the held-out images
+        raise RuntimeError("bundled_clips: could not find clips of every digit")
+    videos = torch.stack([found[j % C][j // C] for j in range(n)])
+    return videos, torch.arange(n) % C, DIGIT_NAMES
+
+
 def interleave(*columns: Tensor | Sequence[Tensor]) -> list[Tensor]:
     """Clips row by row: the first clip of every column, then the second of every column, ...
 
@@ -116,7 +165,7 @@ def comparison_grid(*columns: Tensor | Sequence[Tensor], nrow: int = 4) -> Tenso
 def generator_condition(gen, labels: Tensor, class_names: Sequence[str]) -> tuple[Tensor, bool]:
     """The condition to give ``gen`` for clips with these class ``labels`` (B,) of ``class_names``:
     the labels themselves when the generator was trained on the same classes (the bundled one on the
-    synthetic classes), else its null class (e.g. LARP-L's UCF-101 generator on synthetic clips).
+    clips of :func:`bundled_clips`), else its null class (e.g. LARP-L's UCF-101 generator on digits).
 
     Returns (cond (B,) long on the CPU, whether the labels are used).
     """

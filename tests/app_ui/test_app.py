@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, save_micro_tokenizer
+from conftest import REPO, save_micro_bundle
 
 from larp_lab.app import tour
 from larp_lab.app.tour import BROWSER_ARGS, running_app
+from larp_lab.data.digits import DIGIT_NAMES
 from larp_lab.data.video import read_video
 
 CLIP = REPO / "examples" / "bigbuckbunny_128.mp4"
@@ -22,16 +23,58 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 
 
 @pytest.fixture(scope="module")
-def tok_dir(tmp_path_factory):
-    return save_micro_tokenizer(tmp_path_factory.mktemp("app") / "tok", noise=0.05)
+def bundle_dir(tmp_path_factory):
+    """A micro bundle laid out like checkpoints/, trained (it says in its config.json) on moving digits."""
+    return save_micro_bundle(tmp_path_factory.mktemp("app") / "ckpts", data="digits")
 
 
 @pytest.fixture(scope="module")
-def app_url(tok_dir, tmp_path_factory):
+def app_url(bundle_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("appwork")
-    with running_app(REPO / "app.py", ["--tokenizer", str(tok_dir), "--generator", "untrained:micro", "--predictor",
-                                      "untrained:micro-fp"], env={"TMPDIR": str(work)}) as url:
+    with running_app(REPO / "app.py", ["--checkpoints", str(bundle_dir)], env={"TMPDIR": str(work)}) as url:
         yield url
+
+
+def _components(url: str) -> dict:
+    """The page's components by elem_id (and examples by label) from Gradio's /config."""
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(url + "config", timeout=30) as f:
+        cfg = json.load(f)
+    out: dict = {"examples": [], "dropdowns": {}}
+    for c in cfg["components"]:
+        p = c.get("props", {})
+        if p.get("elem_id"):
+            out[p["elem_id"]] = p
+        if c["type"] == "dataset":
+            out["examples"].append(p)
+        if c["type"] == "dropdown":
+            out["dropdowns"][p["label"]] = p
+    return out
+
+
+def test_the_page_opens_on_moving_digits(app_url):
+    """With a bundle trained on moving digits: its held-out digits are the first examples of every tab,
+    Generate lists the digits, and the page says what the models were trained on (and the clip size)."""
+    from pathlib import Path
+
+    page = _components(app_url)
+    assert len(page["examples"]) == 3  # Reconstruct, Predict, Explore
+    for ex in page["examples"]:
+        names = [Path(row[0]["path"] if isinstance(row[0], dict) else row[0]).name for row in ex["samples"]]
+        assert names[:5] == ["digits_3.mp4", "digits_5.mp4", "digits_7.mp4", "digits_9.mp4", "bigbuckbunny_128.mp4"]
+        assert ex["label"].startswith("Examples: moving digits first")
+    classes = page["dropdowns"]["Class"]
+    assert [c[0] for c in classes["choices"]] == list(DIGIT_NAMES) and classes["value"] == "0"
+    assert page["gen_classes"]["value"] == ("Generator **larp-tiny-generator**, trained on **moving digits**: "
+                                            "10 classes (0, 1, 2, 3, 4, 5, 6, 7, 8, 9).")
+    assert "It was trained on **moving digits** only (32x32, 8 frames)" in page["header"]["value"]
+    for elem in ("rec_used", "pred_used", "exp_used"):
+        assert page[elem]["value"].endswith("**The tokenizer was trained on:** moving digits, 32x32, 8 frames, "
+                                            "nothing else; clips unlike those, such as real footage, come back "
+                                            "blurred or wrong.")
+    assert "synthetic" not in page["header"]["value"] + page["gen_classes"]["value"]
 
 
 def test_reconstruct_endpoint(app_url):
@@ -44,13 +87,14 @@ def test_reconstruct_endpoint(app_url):
     assert metrics["num_tokens"] == 16 and len(metrics["tokens"]) == 16
     assert 0 < metrics["psnr_db"] < 100 and len(metrics["per_frame_psnr_db"]) == 8
     assert metrics["used"].startswith("8 frames (0.00-0.64 s") and "resized to 32x32" in metrics["used"]
+    assert metrics["trained_on"] == "moving digits, 32x32, 8 frames"  # real footage: the API says so too
 
 
 def test_generate_endpoint(app_url):
     from gradio_client import Client
 
     client = Client(app_url, verbose=False)
-    out = client.predict("3", 1.5, 1.0, 0, 1.0, 7, api_name="/generate")
+    out = client.predict("3", 1.5, 1.0, 0, 1.0, 7, api_name="/generate")  # the digit 3
     path = out["video"] if isinstance(out, dict) else out
     assert read_video(path, 8).shape == (3, 8, 32, 32)
     with pytest.raises(Exception, match="unknown class|outside"):

@@ -7,15 +7,26 @@ import json
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, save_micro_bundle
 
 from larp_lab.analysis.completion import complete_with_generator, complete_with_prior
 from larp_lab.app import figures, handlers
 from larp_lab.app.cache import ModelCache
+from larp_lab.app.examples import clip_kind, example_clips, examples_label, training_note
+from larp_lab.bundled import (
+    DEFAULT_FRAME_PREDICTOR,
+    DEFAULT_GENERATOR,
+    DEFAULT_TOKENIZER,
+    describe_training,
+    set_checkpoints_dir,
+    training_data,
+)
 from larp_lab.data.video import read_video
 
 CLIP = REPO / "examples" / "bigbuckbunny_128.mp4"
-
+EXAMPLES = REPO / "examples"
+DIGIT_CLIPS = ["digits_3.mp4", "digits_5.mp4", "digits_7.mp4", "digits_9.mp4"]
+SYNTHETIC_CLIPS = ["synthetic_bouncing.mp4", "synthetic_expanding_ring.mp4", "synthetic_rotating.mp4"]
 
 
 @pytest.fixture()
@@ -128,3 +139,72 @@ def test_model_cache_refuses_the_wrong_kind_of_generator():
     with pytest.raises(ValueError, match="not a frame-prediction generator"):
         m.predictor("untrained:micro")
     assert m.generator("untrained:micro") is m.generator("untrained:micro")  # loaded once
+
+
+# ------------------------------------------------------------------------------------------------
+# what the models were trained on, and the examples offered first
+# ------------------------------------------------------------------------------------------------
+
+
+def test_example_clips_put_the_tokenizers_training_data_first():
+    names = lambda data: [p.rsplit("/", 1)[-1] for p in example_clips(EXAMPLES, data)]  # noqa: E731
+    assert names("digits") == DIGIT_CLIPS + ["bigbuckbunny_128.mp4"] + SYNTHETIC_CLIPS
+    assert names(None) == names("digits")  # not recorded: the bundled models' data, moving digits, first
+    assert names("synthetic") == SYNTHETIC_CLIPS + ["bigbuckbunny_128.mp4"] + DIGIT_CLIPS
+    assert [clip_kind(n) for n in ("digits_3.mp4", "synthetic_rotating.mp4", "bigbuckbunny_128.mp4")] == [
+        "digits", "synthetic", None]
+    assert examples_label("digits").startswith("Examples: moving digits first (held-out clips of the models' "
+                                               "training data), then real footage (Big Buck Bunny")
+    assert examples_label("synthetic").startswith("Examples: synthetic shapes first")
+    for name in DIGIT_CLIPS:  # real clips, readable at any model's size; each shows its digit's class
+        assert read_video(EXAMPLES / name, 8, size=32).shape == (3, 8, 32, 32)
+
+
+def test_examples_are_the_held_out_digits_made_by_the_script():
+    """The committed digits clips are what scripts/make_examples.py renders (within the codec's error)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_examples", REPO / "scripts" / "make_examples.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    clips = mod.digit_clips()
+    assert sorted(clips) == [3, 5, 7, 9]
+    for digit, (_, clip) in clips.items():
+        back = read_video(EXAMPLES / f"digits_{digit}.mp4", 8, size=mod.SIZE)
+        ref = torch.from_numpy(clip[:, :8]).float() / 127.5 - 1
+        psnr = 10 * torch.log10(4 / (back - ref).pow(2).mean())
+        assert psnr > 30, (digit, float(psnr))
+
+
+def test_handlers_say_what_the_tokenizer_was_trained_on(tmp_path):
+    """A digits bundle (config.json metadata "data": "digits"): every result that shows a clip says
+    "moving digits, 32x32, 8 frames" (the tokenizer's clip size), and Generate lists the digits."""
+    root = save_micro_bundle(tmp_path / "ckpts", data="digits")
+    set_checkpoints_dir(root)
+    try:
+        assert training_data() == "digits" and training_data(DEFAULT_GENERATOR, DEFAULT_GENERATOR) == "digits"
+        assert training_data(str(root / DEFAULT_TOKENIZER)) == "digits"  # a directory works too
+        assert training_data("untrained:micro") is None and training_data("someone/LARP-hub") is None
+        m = ModelCache()
+        ws = handlers.Workspace(tmp_path / "ws")
+        want = "moving digits, 32x32, 8 frames"
+        assert describe_training("digits", 8, 32) == want and describe_training(None, 8, 32) is None
+        r = handlers.reconstruct(m, ws, "default", str(CLIP))
+        assert r["trained_on"] == want and r["metrics"]["num_tokens"] == 16
+        assert handlers.reconstruct(m, ws, DEFAULT_TOKENIZER, str(CLIP))["trained_on"] == want
+        assert handlers.predict(m, ws, "default", DEFAULT_FRAME_PREDICTOR, str(CLIP), 3, 0)["trained_on"] == want
+        e = handlers.explore(m, ws, "default", str(CLIP), query=0, layer=0, head=None, map_method="pca")
+        assert e["trained_on"] == want
+        assert training_note(want) == ("**The tokenizer was trained on:** moving digits, 32x32, 8 frames, nothing "
+                                       "else; clips unlike those, such as real footage, come back blurred or wrong.")
+        assert handlers.generator_classes(m, "default") == {"names": [str(d) for d in range(10)], "data": "digits"}
+        g = handlers.generate(m, ws, "default", "default", "7", 1, 1.0, 1.0, 0, 1.0, 0)
+        assert g["info"]["class"] == "7" and g["info"]["class_id"] == 7
+    finally:
+        set_checkpoints_dir(None)
+
+
+def test_a_tokenizer_that_does_not_say_gets_no_training_note(models, tmp_path):
+    r = handlers.reconstruct(models, handlers.Workspace(tmp_path / "ws"), "t", str(CLIP))
+    assert r["trained_on"] is None and training_note(None) == ""
+    assert handlers.generator_classes(models, "g") == {"names": [f"class {i}" for i in range(10)], "data": None}

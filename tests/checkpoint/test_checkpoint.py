@@ -43,6 +43,9 @@ def test_tokenizer_round_trip_is_bit_exact(micro_tok, tmp_path):
     assert cfg["larp_lab_format"] == 1 and cfg["model"] == "tokenizer" and cfg["metadata"] == {"note": "test"}
     back = LARPTokenizer.from_pretrained(tmp_path / "tok")
     assert back.config == micro_tok.config
+    assert back.checkpoint_metadata == {"note": "test"} and micro_tok.checkpoint_metadata == {}
+    back.checkpoint_metadata["note"] = "changed"  # a copy: the model's own stays as loaded
+    assert back.checkpoint_metadata == {"note": "test"}
     a, b = micro_tok.state_dict(), back.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     x = torch.rand(1, 3, 8, 32, 32) * 2 - 1

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, save_micro_tokenizer
+from conftest import REPO, save_micro_bundle, save_micro_tokenizer
 
 from larp_lab.bundled import set_checkpoints_dir
 from larp_lab.cli import main
@@ -308,6 +308,117 @@ def test_sample_help_lists_the_bundled_classes():
     assert f"has {len(names)} classes: " + "; ".join(names) in text
     res = run_cli("info", DEFAULT_GENERATOR)
     assert res.returncode == 0 and ", ".join(names) in res.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# what the models were trained on: evaluate --data, reconstruct, info
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_tok_dir(tmp_path_factory):
+    """A micro tokenizer whose config.json says it was trained on moving digits (as the bundled ones do)."""
+    return save_micro_tokenizer(tmp_path_factory.mktemp("cli") / "digits_tok", noise=0.02,
+                                metadata={"data": "digits"})
+
+
+def _evaluate(capsys, tmp_path, *args, before: tuple = ()) -> tuple[dict, str]:
+    out = tmp_path / "metrics.json"
+    assert main([*before, "evaluate", "--num-clips", "4", "--batch-size", "4", "--json", str(out), *args]) == 0
+    return json.loads(out.read_text()), capsys.readouterr().out
+
+
+def test_evaluate_measures_on_the_data_the_tokenizer_was_trained_on(digits_tok_dir, tok_dir, tmp_path, capsys):
+    report, out = _evaluate(capsys, tmp_path, "--tokenizer", str(digits_tok_dir))
+    assert report["data"] == "digits" and report["tokenizer_metrics"]["clips"] == 4
+    assert ("data: digits (what the tokenizer was trained on, from its config.json): MovingDigits(num_clips=4, "
+            "frames=8, size=32, seed=10000, split='heldout'") in out  # held-out digits, at the tokenizer's size
+    digits_psnr = report["tokenizer_metrics"]["psnr_db"]
+    # a tokenizer that does not say: synthetic, as before
+    report, out = _evaluate(capsys, tmp_path, "--tokenizer", str(tok_dir))
+    assert report["data"] == "synthetic" and "data: synthetic (the default): SyntheticVideos(" in out
+    # asked for: held-out digits, whatever the tokenizer says; the same clips as by default
+    report, out = _evaluate(capsys, tmp_path, "--tokenizer", str(digits_tok_dir), "--data", "digits")
+    assert report["data"] == "digits" and "data: digits: MovingDigits(" in out
+    assert report["tokenizer_metrics"]["psnr_db"] == digits_psnr
+    report, _ = _evaluate(capsys, tmp_path, "--tokenizer", str(digits_tok_dir), "--data", "synthetic")
+    assert report["data"] == "synthetic"
+    assert main(["evaluate", "--tokenizer", str(tok_dir), "--data", "mnist"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown --data 'mnist'; use digits, synthetic, photos") and len(err.splitlines()) == 1
+
+
+def _evaluate_help(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as e:
+        main([*args, "evaluate", "--help"])
+    assert e.value.code == 0
+    return " ".join(capsys.readouterr().out.split()).replace("- ", "-")
+
+
+def test_evaluate_help_says_the_default_data(tmp_path, capsys):
+    from larp_lab.bundled import DEFAULT_TOKENIZER
+
+    root = tmp_path / "ckpts"
+    (root / DEFAULT_TOKENIZER).mkdir(parents=True)
+    body = {"larp_lab_format": 1, "model": "tokenizer", "config": {}, "metadata": {"data": "digits"}}
+    (root / DEFAULT_TOKENIZER / "config.json").write_text(json.dumps(body))  # no weights: none are read
+    text = _evaluate_help(capsys, "--checkpoints", str(root))
+    assert "digits, synthetic, photos, videos:DIR, folder:DIR, csv:FILE[:ROOT]" in text
+    assert "(digits: held-out moving digits, drawn from digit images never used in training)" in text
+    assert ('Default: the data the tokenizer was trained on (metadata "data" of its config.json), else synthetic; '
+            f"for the bundled {DEFAULT_TOKENIZER} that is digits") in text
+    body["metadata"] = {}
+    (root / DEFAULT_TOKENIZER / "config.json").write_text(json.dumps(body))
+    text = _evaluate_help(capsys, "--checkpoints", str(root))
+    assert f"the bundled {DEFAULT_TOKENIZER} here names none, so synthetic" in text
+
+
+def test_reconstruct_and_info_say_what_the_model_was_trained_on(digits_tok_dir, tok_dir, tmp_path, capsys):
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", str(digits_tok_dir)]) == 0
+    out = capsys.readouterr().out
+    assert ("trained on: moving digits, 32x32, 8 frames only (clips unlike those, such as real footage, "
+            "reconstruct poorly)\n") in out
+    assert main(["reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4"), "--tokenizer", str(tok_dir)]) == 0
+    assert "trained on" not in capsys.readouterr().out  # its config.json does not say
+    assert main(["info", str(digits_tok_dir)]) == 0
+    assert 'trained on: moving digits (config.json metadata "data": digits)' in capsys.readouterr().out
+
+
+def test_a_digits_bundle_is_the_default_everywhere(tmp_path, capsys):
+    """--checkpoints at a digits bundle: evaluate measures on held-out digits, sample --help lists the
+    digits, sample takes a digit, reconstruct says what the bundled tokenizer was trained on."""
+    root = save_micro_bundle(tmp_path / "ckpts", data="digits")
+    try:
+        report, out = _evaluate(capsys, tmp_path, before=("--checkpoints", str(root)))
+        assert report["data"] == "digits" and report["tokenizer"] == "default" and "split='heldout'" in out
+        assert main(["--checkpoints", str(root), "sample", "--class", "7", "-n", "1", "-o", str(tmp_path / "s")]) == 0
+        assert "1 samples of class '7'" in capsys.readouterr().out
+        assert main(["--checkpoints", str(root), "reconstruct", str(EXAMPLE), "-o", str(tmp_path / "r.mp4")]) == 0
+        assert "trained on: moving digits, 32x32, 8 frames only" in capsys.readouterr().out
+    finally:
+        set_checkpoints_dir(None)
+    with pytest.raises(SystemExit):
+        main(["--checkpoints", str(root), "sample", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "has 10 classes: 0; 1; 2; 3; 4; 5; 6; 7; 8; 9" in text
+
+
+def test_evaluate_default_data_for_the_bundled_tokenizer():
+    """Whatever bundle is in checkpoints/ (or $LARP_LAB_CHECKPOINTS): the default --data is the data its
+    tokenizer's config.json names, else synthetic."""
+    from larp_lab.bundled import DEFAULT_TOKENIZER, find_checkpoints_dir
+    from larp_lab.cli import _default_eval_data
+
+    root = find_checkpoints_dir()
+    if root is None or not (root / DEFAULT_TOKENIZER / "config.json").is_file():
+        pytest.skip("no bundled tokenizer in this checkout")
+    meta = json.loads((root / DEFAULT_TOKENIZER / "config.json").read_text()).get("metadata") or {}
+    assert _default_eval_data("default") == meta.get("data", "synthetic")
+    res = run_cli("evaluate", "--help")
+    assert res.returncode == 0
+    text = " ".join(res.stdout.split()).replace("- ", "-")
+    assert (f"for the bundled {DEFAULT_TOKENIZER} that is {meta['data']}" if meta.get("data")
+            else f"the bundled {DEFAULT_TOKENIZER} here names none, so synthetic") in text
 
 
 def test_video_helpers_round_trip(tmp_path):

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 
 import larp_lab.viz.notebook as nbh
-from larp_lab.config import GENERATOR_PRESETS
+from larp_lab.config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 from larp_lab.data import CLASS_NAMES, SyntheticVideos
 from larp_lab.models.generator import LARPGenerator
 
@@ -154,6 +154,26 @@ def test_clip_batch():
     assert torch.equal(videos[1], data[6]["video"])
     with pytest.raises(ValueError, match="no indices"):
         nbh.clip_batch(data, [])
+
+
+def test_bundled_clips_follow_the_data_the_tokenizer_was_trained_on(tmp_path):
+    from larp_lab.data import DIGIT_NAMES
+    from larp_lab.models.tokenizer import LARPTokenizer
+
+    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]())  # 32x32x8 clips; nothing recorded: synthetic
+    assert nbh.data_kind(tok) == "synthetic"
+    videos, labels, names = nbh.bundled_clips(tok, 3, seed=1)
+    assert names == CLASS_NAMES and labels.tolist() == [0, 1, 2] and videos.shape == (3, 3, 8, 32, 32)
+    assert torch.equal(videos[2], SyntheticVideos(3, frames=8, size=32, seed=1)[2]["video"])
+    tok.save_pretrained(tmp_path / "tok", metadata={"data": "digits"})
+    digits = LARPTokenizer.from_pretrained(tmp_path / "tok")
+    assert nbh.data_kind(digits) == "digits"
+    videos, labels, names = nbh.bundled_clips(digits, 13, seed=1)  # labels cycle through the digits
+    assert names == DIGIT_NAMES and labels.tolist() == [*range(10), 0, 1, 2] and videos.shape == (13, 3, 8, 32, 32)
+    assert videos.min() >= -1 and videos.max() <= 1 and (videos > -1).any()
+    assert torch.equal(nbh.bundled_clips(digits, 13, seed=1)[0], videos)  # deterministic
+    with pytest.raises(ValueError, match="at least 1"):
+        nbh.bundled_clips(digits, 0)
 
 
 def test_generator_condition_uses_labels_only_for_the_same_classes():
