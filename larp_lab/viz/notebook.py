@@ -107,25 +107,30 @@ def data_kind(model) -> str:
     ``"digits"`` when its ``config.json`` metadata has ``"data": "digits"`` (the bundled models trained
     on moving digits), else ``"synthetic"`` (earlier bundled models recorded nothing and were trained on
     :class:`~larp_lab.data.SyntheticVideos`; also the answer for official weights, your own runs and
-    models built in memory)."""
+    models built in memory). :func:`larp_lab.bundled.training_data` reads the same from a checkpoint
+    directory, and says None where nothing is recorded."""
     return "digits" if getattr(model, "checkpoint_metadata", {}).get("data") == "digits" else "synthetic"
 
 
-def bundled_clips(tok, n: int, seed: int = 0) -> tuple[Tensor, Tensor, tuple[str, ...]]:
-    """``n`` clips of the kind the tokenizer ``tok`` was trained on (:func:`data_kind`), at its clip size
-    (``frame_num`` frames of ``input_size`` pixels), whose labels cycle through the classes: clip ``i``
-    shows class ``i % C``, so ``n = C`` gives one clip per class.
+def bundled_clips(tok, n: int, seed: int = 0, *, kind: str | None = None) -> tuple[Tensor, Tensor, tuple[str, ...]]:
+    """``n`` clips of the kind the tokenizer ``tok`` was trained on (:func:`data_kind`; ``kind``,
+    ``"digits"`` or ``"synthetic"``, overrides it), at its clip size (``frame_num`` frames of
+    ``input_size`` pixels), whose labels cycle through the classes: clip ``i`` shows class ``i % C``,
+    so ``n = C`` gives one clip per class.
 
     Moving digits come from the held-out split (handwriting never trained on,
     :class:`~larp_lab.data.MovingDigits`); synthetic clips from :class:`~larp_lab.data.SyntheticVideos`.
-    The same ``(tok`` size, ``n, seed)`` always give the same clips.
+    The same clip size, ``n``, ``seed`` and kind always give the same clips.
 
     Returns (videos float32 (n, 3, T, H, W) in [-1, 1], labels (n,) long, class names).
     """
     if n < 1:
         raise ValueError(f"bundled_clips: n must be at least 1, got {n}")
+    kind = data_kind(tok) if kind is None else kind
+    if kind not in ("digits", "synthetic"):
+        raise ValueError(f"bundled_clips: kind must be 'digits' or 'synthetic', got {kind!r}")
     frames, size = tok.config.frame_num, tok.config.input_size
-    if data_kind(tok) == "synthetic":  # item i has label i % 12 already
+    if kind == "synthetic":  # item i has label i % 12 already
         videos, labels = clip_batch(SyntheticVideos(n, frames=frames, size=size, seed=seed), range(n))
         return videos, labels, CLASS_NAMES
     pool = MovingDigits(10**9, frames=frames, size=size, seed=seed, split="heldout")  # clips are made on demand

@@ -9,12 +9,16 @@
 # 2. explore one query at a time with sliders (query, layer, head), drawn as plotly heatmaps over the
 #    temporal slots of the patch grid and over the clip's frames;
 # 3. combine the layers with **attention rollout** (Abnar & Zuidema, 2020);
-# 4. summarise every query by statistics (centroid, spread, entropy, share on the moving object) and ask:
-#    **do queries specialise by time, by place, or by object?** On synthetic clips a *motion mask*
-#    (pixels that differ from the temporal median) stands in for the object.
+# 4. summarise every query by statistics (centroid, spread, entropy, share on the object) and ask:
+#    **do queries specialise by time, by place, or by object?**
+#
+# The clips are held-out moving digits, the data the bundled models were trained on: one digit of a
+# random colour over a black background, so **the digit's pixels are the object**, and a mask of the
+# pixels that are not black marks it in every frame. The question to keep in mind: does a query look at a
+# fixed region of the frame whatever is there, or does it find the digit and follow it as it moves?
 
 # %%
-# "default": the small models bundled in checkpoints/ (64x64x16 clips, 256 tokens, 1024 codes), offline.
+# "default": the small models bundled in checkpoints/, trained on moving digits (offline).
 # Official LARP-L: a Hub id (downloaded once) or a local directory with its config.json + model.safetensors
 # (128x128x16 clips, 1024 tokens, 8192 codes; use a GPU for it).
 TOKENIZER = "default"  # or "hywang66/LARP-L-long-tokenizer" / a local directory of the official weights
@@ -36,7 +40,7 @@ from larp_lab.analysis import (
     specialisation_summary,
 )
 from larp_lab.bundled import resolve_tokenizer
-from larp_lab.data import CLASS_NAMES, SyntheticVideos, side_by_side, to_uint8_frames
+from larp_lab.data import side_by_side, to_uint8_frames
 from larp_lab.viz import (
     attention_grid,
     layer_head_grid,
@@ -45,7 +49,8 @@ from larp_lab.viz import (
     rollout_figure,
 )
 from larp_lab.viz.notebook import (
-    clip_batch,
+    bundled_clips,
+    data_kind,
     default_device,
     interleave,
     output_dir,
@@ -62,17 +67,17 @@ torch.set_grad_enabled(False)  # inference only in this notebook
 # %% [markdown]
 # ## 1. Capture the encoder's attention
 #
-# One clip per synthetic class. `query_attention_maps` stacks, for every layer and head, each query's
-# attention over the (t, h, w) patch grid: (B, layers, heads, N, t, h, w). The mass a query gives to the
-# other queries is left out, so a map sums to at most 1.
+# One held-out clip per digit (`bundled_clips`: clips of the kind the tokenizer was trained on, at its
+# size). `query_attention_maps` stacks, for every layer and head, each query's attention over the
+# (t, h, w) patch grid: (B, layers, heads, N, t, h, w). The mass a query gives to the other queries is
+# left out, so a map sums to at most 1.
 
 # %%
 tok = resolve_tokenizer(TOKENIZER, DEVICE)
 cfg = tok.config
-n_clips = 12 if cfg.num_tokens <= 256 else 2  # LARP-L's attention tensors are large: keep two clips
-data = SyntheticVideos(num_clips=12, frames=cfg.frame_num, size=cfg.input_size, seed=1)
-videos, y = clip_batch(data, range(n_clips))  # (B, 3, T, H, W) clips and their labels
-labels = [CLASS_NAMES[k] for k in y]
+n_clips = 10 if cfg.num_tokens <= 256 else 2  # LARP-L's attention tensors are large: keep two clips
+videos, y, class_names = bundled_clips(tok, n_clips, seed=1)  # (B, 3, T, H, W) clips, labels, class names
+labels = [f"digit {class_names[k]}" if data_kind(tok) == "digits" else class_names[k] for k in y]
 enc, cache = encoder_attention(tok, videos.to(DEVICE))
 maps = query_attention_maps(cache)  # (B, layers, heads, N, t, h, w)
 B, L, H, N, t, h, w = maps.shape
@@ -88,6 +93,12 @@ show_frames(videos[:4], "clips")
 # (same colour scale), and below, the same map blended over the middle frame of each slot. `head = mean`
 # averages the heads. The cell after the sliders draws the same view once without widgets, so the
 # figure is also there in an exported or headless run.
+#
+# What to look for: a bright region that sits on the digit in every temporal slot (the query reads the
+# object, and its map moves with it), a region that stays in the same place while the digit flies
+# elsewhere (the query reads a fixed part of the frame, black or not), or a map spread thin over
+# everything (the query collects a summary). Try several queries on one clip, then one query on
+# several clips: a query that follows the digit lands somewhere else in every clip.
 
 # %%
 middle_frames = [s * (T // t) + T // t // 2 for s in range(t)]
@@ -153,10 +164,15 @@ show_video(side_by_side([videos[0], overlay_video(videos[0], roll[0, q]),
 # `query_statistics` describes each query's map: its (t, y, x) centroid and spread, normalised entropies
 # (0 = one cell, 1 = uniform), and with a mask, the share of attention on the mask (`mask_mass`), the
 # same divided by what uniform attention would give (`mask_lift`, > 1 = looks at the object) and the
-# correlation between map and mask. The motion mask (white = moving pixels) is the object proxy:
+# correlation between map and mask. The object mask (white) is the digit: the pixels that are not black.
+# (On clips with a coloured background, e.g. the synthetic set of earlier bundles, a *motion mask* of the
+# pixels that differ from the temporal median stands in for the object.)
 
 # %%
-mask = motion_mask(videos)  # (B, T, H, W) bool
+if data_kind(tok) == "digits":  # a digit over black: the pixels that are not black are the object
+    mask = (videos > -0.5).any(dim=1)  # (B, T, H, W) bool: some channel above a quarter of full brightness
+else:
+    mask = motion_mask(videos)  # (B, T, H, W) bool
 pick = [i for i in (0, 6) if i < B]
 show_frames(interleave(videos[pick], mask[pick, None].float().expand(-1, 3, -1, -1, -1) * 2 - 1), "masks")
 
@@ -177,8 +193,11 @@ pd.DataFrame(stats.table(clip=0)).set_index("query").round(3).head(12)
 #   the clip (positional); large = it follows the content;
 # - **by object**: `mask_lift` > 1, `object_queries` = share of queries with lift > 1.5.
 #
-# Compare with the uniform baseline (entropies 1, lift 1). For the `background pan` class the "mask" is
-# most of the frame, so its lift says little.
+# Compare with the uniform baseline (entropies 1, lift 1). A query that *follows the digit* has a lift
+# well above 1 in every clip and a large centroid consistency (its centroid goes wherever the digit is);
+# a query tied to a *region* has a small consistency and a lift near 1, except in clips where the digit
+# happens to pass through its region. The digit covers a small part of the frame, so even modest
+# attention on it gives a large lift: read the lift together with the maps above.
 
 # %%
 last = query_statistics(maps[:, -1].mean(1), mask=mask)
@@ -186,7 +205,7 @@ pd.DataFrame({"last layer (heads averaged)": specialisation_summary(last),
               "rollout": specialisation_summary(stats)}).round(3)
 
 # %%
-pd.DataFrame({"class": labels, "moving share of the clip": mask.float().mean((1, 2, 3)).numpy(),
+pd.DataFrame({"clip": labels, "object share of the clip": mask.float().mean((1, 2, 3)).numpy(),
               "mask lift (rollout)": stats.mask_lift.mean(1), "mask lift (last layer)": last.mask_lift.mean(1),
               "object queries (last layer)": (last.mask_lift > 1.5).mean(1)}).round(3)
 
@@ -195,6 +214,9 @@ pd.DataFrame({"class": labels, "moving share of the clip": mask.float().mean((1,
 #
 # - Compare layers: `query_statistics(maps[:, 0].mean(1), mask=mask)` — do early layers look more locally?
 # - Rollout variants: `attention_rollout(cache, head_fusion="max")`, or `rollout_query_maps(..., renormalize=True)`.
-# - Real footage: read `examples/bigbuckbunny_128.mp4` with `larp_lab.data.read_video` and explore it.
+# - Two digits at once (`larp_lab.data.MovingDigits(..., split="heldout", num_digits=2)`): do queries split
+#   between the digits, or all go to one?
+# - Real footage: read `examples/bigbuckbunny_128.mp4` with `larp_lab.data.read_video` and explore it (the
+#   bundled tokenizer never saw anything like it).
 # - Switch `TOKENIZER` to LARP-L (1024 queries over a 4x16x16 patch grid) and compare the summary.
 # - Next notebook: `02_token_order` — is the order of the tokens special?

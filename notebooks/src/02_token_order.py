@@ -13,7 +13,7 @@
 # 3. **position importance**: the PSNR drop when a single position is replaced by the neutral code.
 
 # %%
-# "default": the small models bundled in checkpoints/ (64x64x16 clips, 256 tokens, 1024 codes), offline.
+# "default": the small models bundled in checkpoints/, trained on moving digits (offline).
 # Official LARP-L: a Hub id (downloaded once) or a local directory with its config.json + model.safetensors
 # (128x128x16 clips, 1024 tokens, 8192 codes; use a GPU for it).
 TOKENIZER = "default"  # or "hywang66/LARP-L-long-tokenizer" / a local directory of the official weights
@@ -33,9 +33,10 @@ from larp_lab.analysis import (
     token_order_nll,
 )
 from larp_lab.bundled import resolve_generator, resolve_tokenizer
-from larp_lab.data import CLASS_NAMES, SyntheticVideos, video_grid
+from larp_lab.data import video_grid
 from larp_lab.viz import nll_order_curves, position_importance_bar, psnr_vs_k
 from larp_lab.viz.notebook import (
+    bundled_clips,
     default_device,
     generator_condition,
     output_dir,
@@ -51,6 +52,9 @@ torch.set_grad_enabled(False)  # inference only in this notebook
 
 # %% [markdown]
 # ## 1. Tokenize a few clips
+#
+# 24 held-out clips of the data the models were trained on (moving digits, handwriting never seen in
+# training), the digits 0-9 in turn: `bundled_clips` makes them at the tokenizer's clip size.
 
 # %%
 tok = resolve_tokenizer(TOKENIZER, DEVICE)
@@ -58,9 +62,10 @@ gen = resolve_generator(GENERATOR, DEVICE)
 gen.check_tokenizer(tok)  # same number of tokens and codebook size
 cfg = tok.config
 N = cfg.num_tokens
-data = encode_dataset(tok, SyntheticVideos(24, frames=cfg.frame_num, size=cfg.input_size, seed=2), n=24)
-# the bundled generator knows the synthetic classes; another one (e.g. LARP-L's, UCF-101) gets the null class
-cond, same_classes = generator_condition(gen, data.labels, CLASS_NAMES)
+x, y, class_names = bundled_clips(tok, 24, seed=2)  # clips (24, 3, T, H, W), labels, class names
+data = encode_dataset(tok, list(zip(x, y)))  # (clip, label) pairs -> token ids, latents, reconstruction PSNR
+# the bundled generator knows the digits; another one (e.g. LARP-L's, UCF-101) gets the null class
+cond, same_classes = generator_condition(gen, data.labels, class_names)
 print(f"{len(data)} clips x {N} tokens; mean reconstruction PSNR {data.psnr.mean():.2f} dB; "
       f"generator conditioned on {'the clip classes' if same_classes else 'the null class'}")
 
@@ -83,7 +88,7 @@ nll_order_curves(order, smooth=max(1, N // 64))
 
 # %%
 ks = default_ks(N, steps=9)  # 0, N/8, ..., N
-clips = slice(0, 12)  # one clip per class
+clips = slice(0, len(class_names))  # one clip per class: the digits 0-9
 neutral = prefix_reconstruction_curve(tok, data.videos[clips], data.indices[clips], ks, mode="neutral")
 completed = prefix_reconstruction_curve(tok, data.videos[clips], data.indices[clips], ks, mode="generator",
                                         gen=gen, cond=cond[clips], batch_size=12)
@@ -93,17 +98,19 @@ psnr_vs_k({"neutral fill": neutral, "generator completion (greedy)": completed})
 # %% [markdown]
 # ### What the decoder makes of k tokens
 #
-# Top row: neutral fill; bottom row: generator completion. First column: the original clip.
+# Top row: neutral fill; bottom row: generator completion. First column: the original clip. Watch at
+# which k the digit appears in the right place and colour, and at which k it becomes the *right* digit:
+# a completion can draw a plausible digit that is not the one in the clip.
 
 # %%
 KS = [0, N // 16, N // 4, N // 2, N]
-i = 6  # a clip (class "falling" in this dataset)
+i = 3  # a clip (the digit 3)
 ids = data.indices[i : i + 1]
 fill = neutral_code(tok, data.indices)
 neutral_ids = torch.cat([keep_prefix(ids, k, fill) for k in KS])
 completed_ids = torch.cat([complete_prefix(gen, ids[:, :k], cond[i : i + 1]).cpu() for k in KS])
 decoded = tok.decode_indices(torch.cat([neutral_ids, completed_ids]).to(DEVICE)).clamp(-1, 1).cpu()
-print(f"{CLASS_NAMES[int(data.labels[i])]}; columns: original, then k = {KS}")
+print(f"class {class_names[int(data.labels[i])]}; columns: original, then k = {KS}")
 show_video(video_grid([data.videos[i], *decoded[: len(KS)], data.videos[i], *decoded[len(KS):]], nrow=len(KS) + 1),
            "prefix_strip", width=700)
 
@@ -114,8 +121,8 @@ show_frames(decoded[len(KS):], "prefix_completions", frames=8)
 # %% [markdown]
 # ## 4. Which positions matter?
 #
-# One position at a time is replaced by the neutral code (every 4th position for the bundled model,
-# 64 positions in all), over four clips.
+# One position at a time is replaced by the neutral code, over four clips: at most 64 positions (all of
+# them when there are no more than 64 tokens, else evenly spaced ones).
 
 # %%
 positions = list(range(0, N, max(1, N // 64)))

@@ -4,11 +4,13 @@
 # **What this notebook teaches.** Two autoregressive models score LARP tokens: the tokenizer's small
 # **prior** (trained jointly with the tokenizer) and the second-stage **generator** (trained afterwards,
 # class-conditional). The *surprisal* of a token is `-log p(token | the tokens before it)` in nats. You
-# will look at surprisal token by token, per class and per position, check whether a clip's likelihood
-# goes with its reconstruction error, and look at the most and least likely clips.
+# will look at surprisal token by token, per class (per digit, for the bundled models, which were trained
+# on moving digits) and per position, check whether a clip's likelihood goes with its reconstruction
+# error, and look at the most and least likely clips. The clips are held out: handwriting the models
+# never saw, so a surprising clip may be an unusual way of writing its digit.
 
 # %%
-# "default": the small models bundled in checkpoints/ (64x64x16 clips, 256 tokens, 1024 codes), offline.
+# "default": the small models bundled in checkpoints/, trained on moving digits, offline.
 # Official LARP-L: a Hub id (downloaded once) or a local directory with its config.json + model.safetensors
 # (128x128x16 clips, 1024 tokens, 8192 codes; use a GPU for it).
 TOKENIZER = "default"  # or "hywang66/LARP-L-long-tokenizer" / a local directory of the official weights
@@ -20,7 +22,6 @@ import torch
 
 from larp_lab.analysis import encode_dataset, extreme_clips, per_class_table, per_position_mean, score_dataset
 from larp_lab.bundled import resolve_generator, resolve_tokenizer
-from larp_lab.data import CLASS_NAMES, SyntheticVideos
 from larp_lab.viz import (
     likelihood_error_scatter,
     new_figure,
@@ -28,7 +29,14 @@ from larp_lab.viz import (
     surprisal_heatmap,
     surprisal_strip,
 )
-from larp_lab.viz.notebook import default_device, generator_condition, output_dir, repo_root, show_frames
+from larp_lab.viz.notebook import (
+    bundled_clips,
+    default_device,
+    generator_condition,
+    output_dir,
+    repo_root,
+    show_frames,
+)
 
 REPO = repo_root()  # the repository (examples/, configs/, experiments/)
 OUT = output_dir()  # a temporary folder: show_frames writes this notebook's pictures there
@@ -36,15 +44,16 @@ DEVICE = default_device()  # "cuda" when torch sees a GPU, else "cpu"
 torch.set_grad_enabled(False)  # inference only in this notebook
 
 # %% [markdown]
-# ## 1. Score 48 clips (4 per class)
+# ## 1. Score 40 clips (4 per digit)
 
 # %%
 tok = resolve_tokenizer(TOKENIZER, DEVICE)
 gen = resolve_generator(GENERATOR, DEVICE)
 gen.check_tokenizer(tok)  # same number of tokens and codebook size
 cfg = tok.config
-data = encode_dataset(tok, SyntheticVideos(48, frames=cfg.frame_num, size=cfg.input_size, seed=3), n=48)
-cond, _ = generator_condition(gen, data.labels, CLASS_NAMES)  # the clip classes, or the null class
+x, y, class_names = bundled_clips(tok, 40, seed=3)  # held-out clips of the models' data, the classes in turn
+data = encode_dataset(tok, list(zip(x, y)))  # (clip, label) pairs -> token ids, latents, reconstruction PSNR
+cond, _ = generator_condition(gen, data.labels, class_names)  # the clip classes, or the null class
 report = score_dataset(tok, data, gen, cond=cond)
 print(f"mean NLL per token: prior {report.prior_clip.mean():.3f} nats, generator {report.generator_clip.mean():.3f} "
       f"nats (uniform over the codebook: {np.log(cfg.codebook_size):.3f})")
@@ -56,12 +65,12 @@ print(f"mean NLL per token: prior {report.prior_clip.mean():.3f} nats, generator
 # context); the generator scores all N given the class.
 
 # %%
-fig = surprisal_heatmap(report.prior, labels=data.labels, class_names=CLASS_NAMES, max_rows=24)
+fig = surprisal_heatmap(report.prior, labels=data.labels, class_names=class_names, max_rows=24)
 fig.axes[0].set_title("prior: surprisal per token (bits)")
 fig
 
 # %%
-fig = surprisal_heatmap(report.generator, labels=data.labels, class_names=CLASS_NAMES, max_rows=24, first_position=0)
+fig = surprisal_heatmap(report.generator, labels=data.labels, class_names=class_names, max_rows=24, first_position=0)
 fig.axes[0].set_title("generator: surprisal per token (bits)")
 fig
 
@@ -70,12 +79,16 @@ surprisal_strip(report.prior[0], data.indices[0])
 
 # %% [markdown]
 # ## 3. Per class and per position
+#
+# Which digits are harder to predict? The generator is told the digit, the prior is not: a digit that
+# stays hard for the generator varies more in what its tokens have to say (handwriting, colour, motion)
+# than the class alone pins down.
 
 # %%
-per_class_bars(per_class_table(report.prior_clip, data.labels, CLASS_NAMES), ylabel="prior NLL per token (nats)", sort=True)
+per_class_bars(per_class_table(report.prior_clip, data.labels, class_names), ylabel="prior NLL per token (nats)", sort=True)
 
 # %%
-per_class_bars(per_class_table(report.generator_clip, data.labels, CLASS_NAMES),
+per_class_bars(per_class_table(report.generator_clip, data.labels, class_names),
                ylabel="generator NLL per token (nats)", sort=True)
 
 # %%
@@ -97,21 +110,23 @@ fig
 
 # %%
 print("correlation of clip NLL with reconstruction MSE:", report.correlations)
-likelihood_error_scatter(report.prior_clip, report.error, labels=data.labels, class_names=CLASS_NAMES,
+likelihood_error_scatter(report.prior_clip, report.error, labels=data.labels, class_names=class_names,
                          backend="plotly", xlabel="prior NLL per token (nats)")
 
 # %%
-likelihood_error_scatter(report.generator_clip, report.error, labels=data.labels, class_names=CLASS_NAMES,
+likelihood_error_scatter(report.generator_clip, report.error, labels=data.labels, class_names=class_names,
                          xlabel="generator NLL per token (nats)")
 
 # %% [markdown]
 # ## 5. The most and least likely clips (under the prior)
+#
+# Compare the two sets: does the prior find some digits, colours, speeds or bounces easier than others?
 
 # %%
 ext = extreme_clips(report.prior_clip, k=4)
 for row in ext.table():
     i = row["index"]
-    print(f"{row['kind']:<13} clip {i:<3} {CLASS_NAMES[int(data.labels[i])]:<20} NLL {row['nll']:.3f}  "
+    print(f"{row['kind']:<13} clip {i:<3} class {class_names[int(data.labels[i])]:<12} NLL {row['nll']:.3f}  "
           f"PSNR {data.psnr[i]:.2f} dB")
 
 # %%

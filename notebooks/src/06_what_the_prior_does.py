@@ -19,7 +19,7 @@
 
 # %%
 RESULTS = "experiments/results/prior_ablation_cpu.json"  # relative to the repository
-# the tokenizer whose prior section 3 looks at:
+# the tokenizer whose prior section 3 looks at ("default": the bundled one, trained on moving digits):
 TOKENIZER = "default"  # or "hywang66/LARP-L-long-tokenizer" / a local directory of the official weights
 
 # %%
@@ -32,9 +32,9 @@ import pandas as pd
 from larp_lab import pipelines
 from larp_lab.analysis import encode_dataset
 from larp_lab.bundled import resolve_tokenizer
-from larp_lab.data import SyntheticVideos, video_grid
+from larp_lab.data import video_grid
 from larp_lab.viz import category_colors, new_figure
-from larp_lab.viz.notebook import default_device, interleave, output_dir, repo_root, show_video
+from larp_lab.viz.notebook import bundled_clips, default_device, interleave, output_dir, repo_root, show_video
 
 REPO = repo_root()  # the repository (examples/, configs/, experiments/)
 OUT = output_dir()  # a temporary folder for the demonstration's runs, and the videos shown
@@ -96,12 +96,16 @@ fig
 # The prior predicts each token from the ones before it. Give it the first k tokens of a clip and let it
 # continue greedily (`pipelines.complete`, which decodes the completed tokens and measures them against
 # the clip): how many of the remaining tokens does it get right, and what does the decoder make of its guess?
+# The clips are four held-out moving digits (the bundled models' training data, unseen handwriting). The
+# prior is never told the digit: from a short prefix it can place and colour a blob, but whether it
+# draws the *right* digit depends on how much of the digit's shape the first k tokens already hold.
 
 # %%
 tok = resolve_tokenizer(TOKENIZER, DEVICE)
 cfg = tok.config
 N = cfg.num_tokens
-data = encode_dataset(tok, SyntheticVideos(12, frames=cfg.frame_num, size=cfg.input_size, seed=5), n=4, batch_size=4)
+x, y, _ = bundled_clips(tok, 4, seed=5)  # clips of the tokenizer's own data: classes 0-3 (the digits 0-3)
+data = encode_dataset(tok, list(zip(x, y)), batch_size=4)
 KS = [N // 16, N // 4, N // 2]
 done = [pipelines.complete(tok, data.indices, k, reference=data.videos) for k in KS]  # by the prior, greedy
 for c in done:
@@ -117,7 +121,7 @@ show_video(video_grid(interleave(data.videos, *(c.video for c in done)), nrow=le
 #
 # - Run the full experiment (about an hour on a laptop CPU, three seeds):
 #   `python experiments/prior_ablation.py --scale cpu`, then re-run this notebook.
-# - On a GPU: `--scale gpu` (64x64x16 clips, the bundled model sizes, longer training).
+# - On a GPU: `--scale gpu` (64x64x16 clips, larger models, longer training).
 # - Sample the prior instead of taking its argmax: `pipelines.complete(tok, ids, k, greedy=False, temperature=1.0, seed=1)`.
 # - Complete with the second-stage generator instead of the prior: `pipelines.complete(tok, ids, k, generator=gen)`.
 # - Compare the prior's surprisal of the three arms' tokens with notebook 03's tools

@@ -172,8 +172,12 @@ def test_bundled_clips_follow_the_data_the_tokenizer_was_trained_on(tmp_path):
     assert names == DIGIT_NAMES and labels.tolist() == [*range(10), 0, 1, 2] and videos.shape == (13, 3, 8, 32, 32)
     assert videos.min() >= -1 and videos.max() <= 1 and (videos > -1).any()
     assert torch.equal(nbh.bundled_clips(digits, 13, seed=1)[0], videos)  # deterministic
+    assert torch.equal(nbh.bundled_clips(tok, 13, seed=1, kind="digits")[0], videos)  # kind given: any model
+    assert nbh.bundled_clips(digits, 2, kind="synthetic")[2] == CLASS_NAMES
     with pytest.raises(ValueError, match="at least 1"):
         nbh.bundled_clips(digits, 0)
+    with pytest.raises(ValueError, match="kind must be"):
+        nbh.bundled_clips(digits, 2, kind="photos")
 
 
 def test_generator_condition_uses_labels_only_for_the_same_classes():
