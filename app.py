@@ -267,8 +267,10 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                 with gr.Column():
                     e_overlay, e_used = result_video("Where the query looks (attention over the frames)", "exp")
             with gr.Row():
-                query = gr.Slider(0, cfg.num_tokens - 1, value=0, step=1, label="Query token")
-                layer = gr.Slider(0, cfg.encoder_depth - 1, value=cfg.encoder_depth - 1, step=1, label="Encoder layer")
+                query = gr.Slider(0, last_index(cfg.num_tokens), value=0, step=1, label="Query token",
+                                  interactive=cfg.num_tokens > 1)
+                layer = gr.Slider(0, last_index(cfg.encoder_depth), value=cfg.encoder_depth - 1, step=1,
+                                  label="Encoder layer", interactive=cfg.encoder_depth > 1)
                 head = gr.Dropdown(["mean"] + [str(h) for h in range(cfg.encoder_num_heads)], value="mean",
                                    label="Head")
                 go_e = gr.Button("Explore", variant="primary", elem_id="exp_btn")
@@ -285,8 +287,10 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         def on_tokenizer_change(tok_name):
             c = models.tokenizer(tok_name).config
             trained = handlers.trained_on(models, tok_name)
-            return (gr.update(maximum=c.num_tokens, value=c.num_tokens), gr.update(maximum=c.num_tokens - 1, value=0),
-                    gr.update(maximum=c.encoder_depth - 1, value=c.encoder_depth - 1),
+            return (gr.update(maximum=c.num_tokens, value=c.num_tokens),
+                    gr.update(maximum=last_index(c.num_tokens), value=0, interactive=c.num_tokens > 1),
+                    gr.update(maximum=last_index(c.encoder_depth), value=c.encoder_depth - 1,
+                              interactive=c.encoder_depth > 1),
                     gr.update(choices=["mean"] + [str(h) for h in range(c.encoder_num_heads)], value="mean"),
                     gr.update(maximum=c.frame_num - 1, value=min(5, c.frame_num - 1)), None,
                     *[sees_text(c, trained)] * 3)
@@ -323,6 +327,12 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             elem_id="footer",
         )
     return demo
+
+
+def last_index(n: int) -> int:
+    """The upper end of a slider over the indices 0..n-1: Gradio refuses a slider whose ends meet, so a
+    single index (a one-layer encoder) gets 0..1, shown fixed at 0 (``interactive=n > 1``)."""
+    return max(n - 1, 1)
 
 
 def generate_text(gen_name: str | None, classes: dict) -> str:

@@ -63,14 +63,16 @@ def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.detach().float() - b.detach().float()).abs().max().item()
 
 
-def save_micro_tokenizer(directory: Path, noise: float = 0.02, seed: int = 0, metadata: dict | None = None) -> Path:
+def save_micro_tokenizer(directory: Path, noise: float = 0.02, seed: int = 0, metadata: dict | None = None,
+                         **overrides) -> Path:
     """A micro tokenizer with every parameter perturbed (the official init zeroes its output layer);
-    ``metadata`` goes into its config.json (e.g. ``{"data": "digits"}``, what it was trained on)."""
+    ``metadata`` goes into its config.json (e.g. ``{"data": "digits"}``, what it was trained on) and
+    ``overrides`` replace fields of the micro preset (e.g. ``encoder_depth=1``)."""
     from larp_lab import LARPTokenizer
     from larp_lab.config import TOKENIZER_PRESETS
 
     torch.manual_seed(seed)
-    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]())
+    tok = LARPTokenizer(TOKENIZER_PRESETS["micro"]().replace(**overrides))
     with torch.no_grad():
         for p in tok.parameters():
             p.add_(noise * torch.randn_like(p))
@@ -81,12 +83,15 @@ def save_micro_tokenizer(directory: Path, noise: float = 0.02, seed: int = 0, me
 def save_micro_bundle(root: Path, data: str = "digits", noise: float = 0.05) -> Path:
     """A bundle of micro models in ``root`` laid out like checkpoints/ (tokenizer, class-conditional
     generator named by the data's classes, frame predictor), each config.json saying it was trained on
-    ``data`` as scripts/train_bundled.py writes it: 8 frames of 32x32, 16 tokens, 10 classes for digits."""
+    ``data`` as scripts/train_bundled.py writes it: 8 frames of 32x32, 16 tokens, 10 classes for digits. The
+    tokenizer has one encoder layer, like the bundle of ``train_bundled.py --size micro`` (a one-step layer
+    slider in the app)."""
     from larp_lab.bundled import DEFAULT_FRAME_PREDICTOR, DEFAULT_GENERATOR, DEFAULT_TOKENIZER
     from larp_lab.data.digits import DIGIT_NAMES
 
     names = DIGIT_NAMES if data == "digits" else tuple(f"class {i}" for i in range(10))
-    save_micro_tokenizer(root / DEFAULT_TOKENIZER, noise=noise, metadata={"bundled": DEFAULT_TOKENIZER, "data": data})
+    save_micro_tokenizer(root / DEFAULT_TOKENIZER, noise=noise, metadata={"bundled": DEFAULT_TOKENIZER, "data": data},
+                         encoder_depth=1)
     torch.manual_seed(0)
     gen = LARPGenerator(GENERATOR_PRESETS["micro"]().replace(class_names=names))
     gen.save_pretrained(root / DEFAULT_GENERATOR, metadata={"bundled": DEFAULT_GENERATOR, "data": data})

@@ -42,15 +42,15 @@ def _components(url: str) -> dict:
 
     with urllib.request.urlopen(url + "config", timeout=30) as f:
         cfg = json.load(f)
-    out: dict = {"examples": [], "dropdowns": {}}
+    out: dict = {"examples": [], "dropdowns": {}, "sliders": {}}
     for c in cfg["components"]:
         p = c.get("props", {})
         if p.get("elem_id"):
             out[p["elem_id"]] = p
         if c["type"] == "dataset":
             out["examples"].append(p)
-        if c["type"] == "dropdown":
-            out["dropdowns"][p["label"]] = p
+        if c["type"] in ("dropdown", "slider"):
+            out[c["type"] + "s"][p["label"]] = p
     return out
 
 
@@ -75,6 +75,10 @@ def test_the_page_opens_on_moving_digits(app_url):
                                             "nothing else; clips unlike those, such as real footage, come back "
                                             "blurred or wrong.")
     assert "synthetic" not in page["header"]["value"] + page["gen_classes"]["value"]
+    # a one-layer encoder (the micro bundle's): the layer slider is fixed at 0 rather than refused by Gradio
+    layer = page["sliders"]["Encoder layer"]
+    assert (layer["minimum"], layer["maximum"], layer["value"], layer["interactive"]) == (0, 1, 0, False)
+    assert page["sliders"]["Query token"]["maximum"] == 15 and page["sliders"]["k (tokens kept)"]["maximum"] == 16
 
 
 def test_reconstruct_endpoint(app_url):
