@@ -11,10 +11,10 @@ held-out split and never appears in a ``split="train"`` clip, so held-out clips 
 the models never saw. A clip is a pure function of ``(seed, split, index)``.
 
 Rendering is vectorised (numpy, a whole batch at once): the 8x8 images are upsampled once to
-``digit_size`` pixels with bilinear interpolation (smooth strokes rather than blocky 2x2 pixels:
-measured to reconstruct better at the same budget, see ``larp_lab/data/README.md``), positions are
+``digit_size`` pixels with bilinear interpolation (smooth strokes rather than
+blocky 2x2 pixels; the reasons, not a measurement, are in ``larp_lab/data/README.md``), positions are
 integer pixels on a triangle-wave bounce, and a digit's intensity is its alpha over the background.
-32x32x8 clips render at about 20,000 clips/s on one core.
+32x32x8 clips render at a few thousand clips/s on one core (24,000 in about 8 s).
 
 ============  ==================================================================================
 field         how it is drawn (per clip, from ``numpy.random.default_rng([seed, split, index])``)

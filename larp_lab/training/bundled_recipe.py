@@ -433,7 +433,8 @@ def _load_configs(recipe: SizeRecipe, cuda: bool, run: BundledRunConfig):
     gens = []
     for name in (recipe.generator_config, recipe.predictor_config):
         g = read(name)
-        g.setdefault("data", {})["sources"] = t.get("data", {}).get("sources", [{"kind": "synthetic"}])
+        # the generators learn the tokens of the pool's labelled clips (not of photo pans): their classes
+        g.setdefault("data", {})["sources"] = [{"kind": pool_data(tok_cfg)}]
         g.setdefault("run", {}).update(batch_size=recipe.generator_batch[k], seed=run.seed, precision="auto",
                                        compile=run.compile)
         if recipe.generator_lr[k] is not None:

@@ -99,6 +99,21 @@ def test_the_cpu_size_trains_on_digits_pools_with_a_heldout_twin():
     assert pool_data(syn) == "synthetic" and _pool_specs(SIZES["cpu"], run, False, syn, 0.0)[0].data == "synthetic"
 
 
+def test_the_generators_learn_the_classes_of_the_pools_labelled_clips():
+    """Tokenizer sources of synthetic clips and photo pans (configs/tokenizer_tiny.yaml): the generators
+    train on the tokens of the labelled (synthetic) clips only, so they get the 12 motion classes."""
+    from larp_lab.training.run import fit_generator_to_tokenizer
+
+    for data, kinds, n in ((None, ["synthetic"], 12), ("synthetic", ["synthetic"], 12), ("digits", ["digits"], 10)):
+        run = BundledRunConfig(out="unused", budget_s=60, device="cpu", size="micro", data=data)
+        tok_cfg, gen_cfg, fp_cfg = _load_configs(SIZES["micro"], False, run)
+        assert [s.kind for s in gen_cfg.data.sources] == [s.kind for s in fp_cfg.data.sources] == kinds, data
+        probe = SimpleNamespace(config=tok_cfg.model)
+        assert fit_generator_to_tokenizer(gen_cfg, probe).model.num_classes == n == len(class_names(pool_data(tok_cfg)))
+    mixed = _load_configs(SIZES["micro"], False, BundledRunConfig(out="unused", budget_s=60, size="micro"))[0]
+    assert {s.kind for s in mixed.data.sources} == {"synthetic", "photos"}  # the tokenizer still sees photos
+
+
 def test_a_digits_pool_cannot_mix_in_other_clips():
     d = yaml.safe_load((REPO / "configs" / "tokenizer_digits.yaml").read_text())
     d["data"]["sources"] = [{"kind": "digits"}, {"kind": "photos", "weight": 0.5}]

@@ -259,10 +259,9 @@ def test_classifier_must_change_for_other_clips_and_retrains(tmp_path):
     assert 0.0 <= rec["heldout_accuracy"] <= 1.0 and math.isfinite(rec["final_loss"])
 
 
-@XFAIL_18
 def test_a_retrain_that_cannot_fit_the_file_limit_fails_before_training(tmp_path):
     run = BundledRunConfig(out=str(tmp_path / "out"), budget_s=60, device="cpu", size="micro",
-                           work=str(tmp_path / "work"), classifier="retrain", pool_clips=30, workers=1)
+                           work=str(tmp_path / "work"), classifier="retrain", pool_clips=30, workers=1, max_files=8)
     with pytest.raises(BundleLimitError, match="9 files"):
         train_bundled(run)
     assert not any((tmp_path / "out").iterdir())  # nothing was trained or written
