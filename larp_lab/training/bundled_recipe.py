@@ -54,7 +54,7 @@ from torch import nn
 from .budget import Budget, BudgetExceeded, Deadline, StagePlan, plan_steps, seconds_per_step
 from .bundled_classifier import CLASSIFIER_NAME, decide_classifier, retrain_classifier
 from .pool import ClipPool, PoolSpec, collate_indices, generate_pool
-from .pool_tasks import TokenTask, make_pool_tokenizer_task, to_device
+from .pool_tasks import TokenTask, make_pool_tokenizer_task, snapshot_steps, to_device
 
 __all__ = [
     "CLASSIFIER_NAME",
@@ -63,6 +63,7 @@ __all__ = [
     "BundledRunConfig",
     "SizeRecipe",
     "check_bundle",
+    "snapshot_steps",
     "train_bundled",
 ]
 
@@ -202,13 +203,17 @@ def _git_commit(run_dir: Path) -> str | None:
         return None
 
 
-def _curve(run_dir: Path, keys: tuple[str, ...], points: int = 60) -> list[dict[str, float]]:
-    """The run's train log rows (a subset of ``keys``), thinned to about ``points`` rows."""
+def _log_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of the run's ``log.jsonl`` (train and eval); [] when it is missing or unreadable."""
     try:
-        rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     except (OSError, ValueError):
         return []
-    rows = [r for r in rows if r.get("split") == "train"]
+
+
+def _curve(run_dir: Path, keys: tuple[str, ...], points: int = 60) -> list[dict[str, float]]:
+    """The run's train log rows (a subset of ``keys``), thinned to about ``points`` rows."""
+    rows = [r for r in _log_rows(run_dir) if r.get("split") == "train"]
     stride = max(1, math.ceil(len(rows) / points))
     keep = rows[::stride] + ([rows[-1]] if rows and (len(rows) - 1) % stride else [])
     return [{"step": r["step"], **{k: r[k] for k in keys if k in r}} for r in keep]
@@ -216,11 +221,7 @@ def _curve(run_dir: Path, keys: tuple[str, ...], points: int = 60) -> list[dict[
 
 def _eval_curve(run_dir: Path) -> list[dict[str, Any]]:
     """The run's evaluation rows (held-out metrics during training)."""
-    try:
-        rows = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    except (OSError, ValueError):
-        return []
-    return [_rounded({k: v for k, v in r.items() if k != "split"}) for r in rows if r.get("split") == "eval"]
+    return [_rounded({k: v for k, v in r.items() if k != "split"}) for r in _log_rows(run_dir) if r.get("split") == "eval"]
 
 
 def _rounded(d: dict[str, Any], digits: int = 5) -> dict[str, Any]:
@@ -271,13 +272,6 @@ def scale_schedule(cfg, steps: int):
                                           anneal_steps=max(1, round(loc.anneal_steps * f)))
     return cfg.replace(**changes) if changes else cfg
 
-
-def snapshot_steps(steps: int, count: int = 8, first: int = 25) -> list[int]:
-    """About ``count`` distinct steps log-spaced from ``first`` to ``steps`` (the last step included)."""
-    if steps <= first:
-        return [steps]
-    raw = torch.logspace(math.log10(first), math.log10(steps), count).round().long().tolist()
-    return sorted(set(min(steps, max(1, int(v))) for v in raw) | {steps})
 
 
 def _schedule_as_started(cfg, run_dir: Path):
@@ -550,11 +544,7 @@ class _Run:
 
 
 def _last_logged_step(run_dir: Path) -> int:
-    try:
-        lines = (run_dir / "log.jsonl").read_text().splitlines()
-        return max((int(json.loads(x)["step"]) for x in lines if x.strip()), default=0)
-    except (OSError, ValueError, KeyError):
-        return 0
+    return max((int(r["step"]) for r in _log_rows(run_dir) if "step" in r), default=0)
 
 
 def _train_stage(r: _Run, key: str, make_task, cfg, weight: float, weights_after: list[float],

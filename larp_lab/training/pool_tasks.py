@@ -23,11 +23,19 @@ from .budget import Deadline
 from .generator_task import generator_param_groups
 from .pool import ClipPool, IndexDataset, augment, collate_indices, mixture_rows, to_float
 
-__all__ = ["TokenTask", "evaluate_tokenizer_on_pool", "make_pool_tokenizer_task", "to_device"]
+__all__ = ["TokenTask", "evaluate_tokenizer_on_pool", "make_pool_tokenizer_task", "snapshot_steps", "to_device"]
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def snapshot_steps(steps: int, count: int = 8, first: int = 25) -> list[int]:
+    """About ``count`` distinct steps log-spaced from ``first`` to ``steps`` (the last step included)."""
+    if steps <= first:
+        return [steps]
+    raw = torch.logspace(math.log10(first), math.log10(steps), count).round().long().tolist()
+    return sorted(set(min(steps, max(1, int(v))) for v in raw) | {steps})
 
 
 def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: ClipPool, photo_weight: float,
@@ -37,7 +45,7 @@ def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: Cli
     ``photo_weight``, each flipped (not digits) and time-reversed at random) and whose evaluation is
     :func:`evaluate_tokenizer_on_pool` on ``val``. With ``snapshots``, the model is also saved (fp16,
     bundled format) into ``snapshots/step<NNNNNN>`` at about 8 log-spaced steps
-    (:func:`~larp_lab.training.bundled_recipe.snapshot_steps`): the latent space as it forms."""
+    (:func:`snapshot_steps`): the latent space as it forms."""
     from .tokenizer_task import TokenizerTask
 
     class PoolTokenizerTask(TokenizerTask):
@@ -69,8 +77,6 @@ def make_pool_tokenizer_task(cfg, device: torch.device, pool: ClipPool, val: Cli
             if self.deadline is not None:
                 self.deadline.check()
             if snapshots is not None and max_steps != self._max_steps:
-                from .bundled_recipe import snapshot_steps
-
                 self._max_steps, self._snapshot_at = max_steps, set(snapshot_steps(max_steps))
             index = batch["index"]
             self._batch = {"video": self.clips(index), "label": torch.full_like(index, -1)}
