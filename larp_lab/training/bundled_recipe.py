@@ -16,9 +16,10 @@ Stages, in order, each writing its model as soon as it is trained:
    conditioning tokens;
 3. the class-conditional generator and the frame predictor on those tokens
    (``configs/generator_tiny.yaml``, ``configs/generator_tiny_fp.yaml``);
-4. the proxy classifier, only if it must change: the bundled one is kept when its clip shape and
-   classes match the pool's and it recognises at least ``classifier_min_accuracy`` of the held-out
-   synthetic clips; otherwise it is retrained on the pool.
+4. the proxy classifier, only if it must change (decided, and retrained, right after stage 0: it
+   needs only the pool, and so gets its whole share rather than what the other stages leave): the
+   bundled one is kept when its clip shape and classes match the pool's and it recognises at least
+   ``classifier_min_accuracy`` of the held-out clips; otherwise it is retrained on the pool.
 
 Every training stage measures its seconds per step over its first steps (on a throwaway model),
 then sets its step count so that its warm-up/cosine schedule ends inside its share of what is left
@@ -157,7 +158,7 @@ class BundledRunConfig:
     seed: int = 0
     progress: bool = False  #: the training loop's progress bars
     weights: dict[str, float] = field(default_factory=lambda: {
-        "tokenizer": 0.60, "generator": 0.18, "frame_predictor": 0.22, "classifier": 0.08})
+        "tokenizer": 0.52, "generator": 0.28, "frame_predictor": 0.15, "classifier": 0.05})
 
     def validate(self) -> None:
         if self.size != "auto" and self.size not in SIZES:
@@ -769,7 +770,20 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
                 "(larp-lab train-classifier, it needs no GPU) or allow --max-files 9")
         r.say(f"stage 4 decision: {decision['decision']} the proxy classifier ({decision['reason']})")
         r.save_log()
-        after_clf = [w["classifier"]] if retrain else []
+
+        # --- stage 4, run first: the proxy classifier, when it must change. It needs only the pool, and
+        # first it gets its whole share (last, it got what the stages before left over: 38 s once) ---
+        if retrain and not done("classifier", CLASSIFIER_NAME):
+            share = budget.share(w["classifier"], [w["tokenizer"], w["generator"], w["frame_predictor"]],
+                                 r.final_reserve)
+            clf, crec = retrain_classifier(pool, val, rt.device, share, num_classes, run.seed)
+            clf.save_pretrained(out / CLASSIFIER_NAME, metadata={**r.meta, "bundled": CLASSIFIER_NAME,
+                                                                 "val_accuracy": crec["heldout_accuracy"]})
+            check_bundle(out, run.max_files, run.max_file_mb)
+            log["stages"]["classifier"].update(trained=crec, share_s=round(share, 2), status="done")
+            r.save_log()
+            r.say(f"stage 4 done: classifier retrained, held-out accuracy {crec['heldout_accuracy']:.1%}")
+            del clf
 
         # --- stage 1: tokenizer + prior -------------------------------------------------------------
         B, n_syn = tok_cfg.run.batch_size, pool.num_synthetic
@@ -785,7 +799,7 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
 
             task, rec = _train_stage(
                 r, "tokenizer", make_tok,
-                tok_cfg, w["tokenizer"], [w["generator"], w["frame_predictor"], *after_clf],
+                tok_cfg, w["tokenizer"], [w["generator"], w["frame_predictor"]],
                 # stage 2 encodes 4 clips per synthetic clip, each about 1/6 of a training step per clip
                 lambda sps: 1.0 + 4 * n_syn * sps / B * 0.2 + r.final_reserve, len(val) / B, squeeze=False,
                 evals=TOKENIZER_EVALS)
@@ -817,8 +831,8 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
         r.say(f"stage 2 done: {len(rows)} token sequences in {log['stages']['encode']['wall_s']} s")
 
         # --- stage 3: class-conditional generator, then frame predictor -----------------------------
-        stage3 = (("generator", gen_cfg, DEFAULT_GENERATOR, [w["frame_predictor"], *after_clf]),
-                  ("frame_predictor", fp_cfg, DEFAULT_FRAME_PREDICTOR, after_clf))
+        stage3 = (("generator", gen_cfg, DEFAULT_GENERATOR, [w["frame_predictor"]]),
+                  ("frame_predictor", fp_cfg, DEFAULT_FRAME_PREDICTOR, []))
         for key, gcfg, name, weights_after in stage3:
             if done(key, name):
                 r.say(f"stage 3 {key} was done before the interruption: kept")
@@ -835,16 +849,6 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
                   f"{rec['eval'].get('val_nll', float('nan')):.3f} nats/token")
             del task
             r.empty_cache()
-
-        # --- stage 4: the proxy classifier, when it must change -------------------------------------
-        if retrain and not done("classifier", CLASSIFIER_NAME):
-            share = budget.share(w["classifier"], [], r.final_reserve)
-            clf, crec = retrain_classifier(pool, val, rt.device, share, num_classes, run.seed)
-            clf.save_pretrained(out / CLASSIFIER_NAME, metadata={**r.meta, "bundled": CLASSIFIER_NAME,
-                                                                 "val_accuracy": crec["heldout_accuracy"]})
-            check_bundle(out, run.max_files, run.max_file_mb)
-            log["stages"]["classifier"].update(trained=crec, share_s=round(share, 2), status="done")
-            r.say(f"stage 4 done: classifier retrained, held-out accuracy {crec['heldout_accuracy']:.1%}")
 
         log["total_wall_s"] = round(budget.elapsed(), 2)
         log["within_budget"] = budget.elapsed() <= run.budget_s
