@@ -270,6 +270,48 @@ def ship(src_model: Path, name: str, dest: Path, dtype=torch.float16) -> Path:
     return dst
 
 
+SNAPSHOTS_NAME = DEFAULT_TOKENIZER + "-snapshots"
+BUNDLE_LIMIT_MB = 30.0
+
+
+def pick_snapshots(steps: list[int], sizes: list[int], budget_bytes: int) -> list[int]:
+    """Which of the snapshots (sorted by step) to ship: as many as fit ``budget_bytes``, spread evenly
+    over the list (log-spaced steps stay log-spaced), always the first and the last when two fit."""
+    n = len(steps)
+    for k in range(n, 0, -1):
+        pick = sorted({round(i * (n - 1) / max(k - 1, 1)) for i in range(k)}) if k > 1 else [0]
+        if sum(sizes[i] for i in pick) <= budget_bytes:
+            return [steps[i] for i in pick]
+    return []
+
+
+def ship_snapshots(src: Path, dest: Path, limit_mb: float = BUNDLE_LIMIT_MB) -> list[int]:
+    """Copy the training snapshots ``src/step<NNNNNN>`` into ``dest/<tokenizer>-snapshots`` (swapped in
+    whole), as many as keep the bundle under ``limit_mb``; returns the steps shipped."""
+    snaps = sorted((d for d in src.glob("step[0-9]*") if (d / "model.safetensors").is_file()),
+                   key=lambda d: int(d.name[4:]))
+    if not snaps:
+        return []
+    dst, tmp, old = dest / SNAPSHOTS_NAME, dest / f".{SNAPSHOTS_NAME}.new", dest / f".{SNAPSHOTS_NAME}.old"
+    rest = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file() and not f.is_relative_to(dst)
+               and not f.name.startswith("."))
+    sizes = [sum(f.stat().st_size for f in d.iterdir()) for d in snaps]
+    steps = pick_snapshots([int(d.name[4:]) for d in snaps], sizes, int(limit_mb * 2**20) - rest)
+    for d in (tmp, old):
+        if d.exists():
+            shutil.rmtree(d)
+    tmp.mkdir()
+    for d in snaps:
+        if int(d.name[4:]) in steps:
+            shutil.copytree(d, tmp / d.name)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    if old.exists():
+        shutil.rmtree(old)
+    return steps
+
+
 def fmt(d: dict, keys: list[str]) -> str:
     return "\n".join(f"| {k} | {d[k]:.4g} |" if isinstance(d[k], float) else f"| {k} | {d[k]} |" for k in keys if k in d)
 
@@ -286,6 +328,7 @@ def main() -> int:
     p.add_argument("--clip", type=Path, default=ROOT.parent / "shared" / "clips" / "bigbuckbunny.mp4")
     p.add_argument("--clips", type=int, default=256, help="held-out clips per measurement")
     p.add_argument("--cfg-scale", type=float, default=3.0)
+    p.add_argument("--snapshots", type=Path, help="training snapshots to ship (default: the --bundle run's)")
     a = p.parse_args()
     runs = (a.tokenizer, a.generator, a.predictor, a.classifier)
     if not ((a.bundle is not None and all(r is None for r in runs)) or (a.bundle is None and None not in runs)):
@@ -362,8 +405,17 @@ def main() -> int:
         shutil.copytree(kept_clf, cdst, dirs_exist_ok=True)
     if a.bundle is not None:
         shutil.copyfile(a.bundle / "train_log.json", a.dest / "train_log.json")
+    snap_src = a.snapshots or (Path(blog["stages"]["tokenizer"]["snapshots"]) if blog is not None
+                               and blog["stages"]["tokenizer"].get("snapshots") else None)
+    if snap_src is not None and not snap_src.is_absolute() and not snap_src.is_dir():
+        snap_src = ROOT / snap_src
     (a.dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_cards(infos, metrics, tok, gen, pred, clf_log, hw, clip, a.dest, classifier_card=kept_clf is None)
+    if snap_src is not None and snap_src.is_dir():  # last: they take what the bundle's size limit leaves
+        shipped = ship_snapshots(snap_src, a.dest)
+        metrics["snapshots"] = {"steps": shipped, "dir": SNAPSHOTS_NAME}
+        (a.dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"snapshots shipped: steps {shipped}")
     print("pictures: " + ", ".join(str(x) for x in pictures))
     return 0
 

@@ -65,6 +65,7 @@ __all__ = [
     "SizeRecipe",
     "check_bundle",
     "snapshot_steps",
+    "stage_config",
     "train_bundled",
 ]
 
@@ -275,6 +276,16 @@ def scale_schedule(cfg, steps: int):
 
 
 
+def stage_config(cfg, steps: int, run_dir: Path, resume: bool = False):
+    """The config a stage of ``steps`` planned steps trains with: a tokenizer's step-counted phases
+    scaled from the config's own ``run.max_steps`` (:func:`scale_schedule`), or, for a resumed stage,
+    those it started with (its ``config.yaml``). Other configs are returned as they are."""
+    if not hasattr(cfg, "vq_warmup_steps"):
+        return cfg
+    cfg = scale_schedule(cfg, steps)
+    return _schedule_as_started(cfg, run_dir) if resume else cfg
+
+
 def _schedule_as_started(cfg, run_dir: Path):
     """``cfg`` with the step-counted phases (codebook warm-up, locality hold and anneal) that the stage
     in ``run_dir`` started with (its ``config.yaml``): a resumed stage keeps its schedule, also when the
@@ -300,10 +311,6 @@ def _run_stage(name: str, task, cfg, plan: StagePlan, run_dir: Path, rt, progres
     ``run_dir`` when ``resume``); evaluate ``evals`` times; stop early on the stage deadline."""
     from .loop import train
 
-    if hasattr(cfg, "vq_warmup_steps"):  # scaled from the config's own max_steps, so before it is replaced
-        cfg = scale_schedule(cfg, plan.steps)
-        if resume:
-            cfg = _schedule_as_started(cfg, run_dir)
     cfg = cfg.replace(
         run=cfg.run.replace(max_steps=plan.steps, log_every=plan.log_every, save_every=plan.save_every,
                             eval_every=max(1, math.ceil(plan.steps / max(1, evals)))),
@@ -591,8 +598,10 @@ def _train_stage(r: _Run, key: str, make_task, cfg, weight: float, weights_after
                                 "reserve_s": reserve_s, "squeezed": squeezed,
                                 "calibration": {"sec_per_step": sps, "seconds": round(spent, 2)}}
         r.save_log()
+    scheduled = hasattr(cfg, "vq_warmup_steps")  # a tokenizer: its step-counted phases follow the plan
+    cfg = stage_config(cfg, plan.steps, run_dir, resume)  # the task trains with exactly this config
     torch.manual_seed(r.cfg.seed)
-    task = make_task(deadline)
+    task = make_task(deadline, cfg) if scheduled else make_task(deadline)
     torch.manual_seed(r.cfg.seed * 1009 + 1)
     rec = _run_stage(key, task, cfg, plan, run_dir, r.rt, r.cfg.progress, evals=evals, resume=resume)
     rec.update(status="done", share_s=round(share + spent, 2), wall_s=round(time.monotonic() - t0, 2),
@@ -793,8 +802,11 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
             torch.manual_seed(run.seed + 1)
             snapshots = work / "tokenizer_snapshots"
 
-            def make_tok(dl):
-                return make_pool_tokenizer_task(tok_cfg, rt.device, pool, val, photo_weight, dl,
+            def make_tok(dl, stage_cfg=None):
+                # the calibration task (dl None) steps in the costliest phase (VQ + prior + locality), not
+                # in the cheaper codebook warm-up its first steps would be in: the plan must fit the budget
+                c = stage_cfg if stage_cfg is not None else tok_cfg.replace(vq_warmup_steps=0)
+                return make_pool_tokenizer_task(c, rt.device, pool, val, photo_weight, dl,
                                                 snapshots=snapshots if dl is not None else None)
 
             task, rec = _train_stage(

@@ -35,6 +35,7 @@ from larp_lab.training.bundled_recipe import (
     pool_data,
     scale_schedule,
     snapshot_steps,
+    stage_config,
     train_bundled,
 )
 from larp_lab.training.config import train_config_from_dict
@@ -249,7 +250,8 @@ def test_scale_schedule_keeps_the_recipes_proportions():
 
 def test_a_stage_trains_with_the_schedule_scaled_to_its_planned_steps(monkeypatch, tmp_path):
     """The bundled recipe sets run.max_steps to the plan; the warm-up and locality phases must scale
-    from the config's max_steps (10,000 in configs/tokenizer_digits.yaml), not stay at their numbers."""
+    from the config's max_steps (10,000 in configs/tokenizer_digits.yaml), not stay at their numbers,
+    in the config the task trains with as well as in the one the loop writes (config.yaml)."""
     seen = {}
 
     def fake_train(task, *, run, optim, config, run_dir, rt, progress, resume):
@@ -260,7 +262,10 @@ def test_a_stage_trains_with_the_schedule_scaled_to_its_planned_steps(monkeypatc
     monkeypatch.setattr("larp_lab.training.loop.train", fake_train)
     plan = StagePlan(share_s=300.0, calibration_s=0.0, sec_per_step=0.1, steps=2000, warmup_steps=100, log_every=40,
                      save_every=250, overhead=0.15)
-    rec = _run_stage("tokenizer", SimpleNamespace(steps_done=0), _digits_config(), plan, tmp_path / "run",
+    staged = stage_config(_digits_config(), plan.steps, tmp_path / "run")
+    assert (staged.vq_warmup_steps, staged.locality.hold_steps, staged.locality.anneal_steps) == (240, 240, 200)
+    assert staged.run.max_steps == 10_000  # the loop's max_steps is set by _run_stage, after the scaling
+    rec = _run_stage("tokenizer", SimpleNamespace(steps_done=0), staged, plan, tmp_path / "run",
                      SimpleNamespace(dtype=torch.float32), False, evals=8)
     c = seen["config"]
     assert c.run.max_steps == 2000 and c.run.save_every == 250 and c.run.eval_every == 250
@@ -272,11 +277,21 @@ def test_a_stage_trains_with_the_schedule_scaled_to_its_planned_steps(monkeypatc
     started = {**_digits_config().to_dict(), "vq_warmup_steps": 300}
     started["locality"] = {**started["locality"], "hold_steps": 310, "anneal_steps": 320}
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(json.loads(json.dumps(started))))
-    _run_stage("tokenizer", SimpleNamespace(steps_done=0), _digits_config(), plan, tmp_path / "run",
-               SimpleNamespace(dtype=torch.float32), False, evals=8, resume=True)
-    c = seen["config"]
+    c = stage_config(_digits_config(), plan.steps, tmp_path / "run", resume=True)
     assert (c.vq_warmup_steps, c.locality.hold_steps, c.locality.anneal_steps) == (300, 310, 320)
-    assert c.run.max_steps == 2000 and c.locality.weight == 0.1
+    assert c.locality.weight == 0.1
+    assert stage_config(c.replace(vq_warmup_steps=0, locality=None), 99, tmp_path).vq_warmup_steps == 0
+
+
+def test_the_tokenizer_task_trains_with_the_scaled_schedule(tmp_path):
+    """make_pool_tokenizer_task gets the staged config: its warm-up ends where config.yaml says."""
+    from larp_lab.training.pool import PoolSpec, generate_pool
+    from larp_lab.training.pool_tasks import make_pool_tokenizer_task
+
+    pool = generate_pool(PoolSpec(data="digits", synthetic=24, photos=0, frames=8, size=32, seed=0), 1)
+    staged = stage_config(_digits_config(), 2000, tmp_path)
+    task = make_pool_tokenizer_task(staged, torch.device("cpu"), pool, pool, 0.0, None)
+    assert task.cfg.vq_warmup_steps == 240 and task.cfg.locality.hold_steps == 240
 
 
 # ------------------------------------------------------------------------------------------------

@@ -26,8 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "train_bundled.py"
 NAMES = ("larp-tiny-tokenizer", "larp-tiny-generator", "larp-tiny-frame-predictor")
 
-XFAIL_18 = pytest.mark.xfail(reason="issue 18: the micro run now defaults to --data digits and retrains the (now digits) classifier: expectations (12 classes, 8 files, 30 s) to be updated", strict=False)
-
+CLASSIFIER = "larp-tiny-classifier"
 
 
 #: dependencies of larp_lab that the GPU image lacks (it has torch, safetensors, numpy, tqdm, pyyaml,
@@ -76,15 +75,15 @@ def test_micro_run_never_imports_av_gradio_or_hub(micro_run):
     assert not marker.exists(), marker.read_text()
 
 
-@XFAIL_18
 @pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_outputs_load_and_fit_the_limits(micro_run):
     from larp_lab import LARPGenerator, LARPTokenizer
     from larp_lab.checkpoint import read_safetensors_header
 
     out, log, _, _, _ = micro_run
-    files = check_bundle(out, 8, 16)
-    assert set(files) == {"train_log.json"} | {f"{n}/{f}" for n in NAMES for f in ("config.json", "model.safetensors")}
+    files = check_bundle(out, 9, 16)  # the micro clips (16x64 digits) are not the bundled classifier's: retrained
+    assert set(files) == {"train_log.json"} | {f"{n}/{f}" for n in (*NAMES, CLASSIFIER)
+                                               for f in ("config.json", "model.safetensors")}
     assert log["files"].keys() == files.keys()
     for n in NAMES:  # fp16 storage
         dtypes = {d for d, _ in read_safetensors_header(out / n / "model.safetensors").values()}
@@ -94,7 +93,8 @@ def test_micro_run_outputs_load_and_fit_the_limits(micro_run):
     fp = LARPGenerator.from_pretrained(out / NAMES[2])
     c = tok.config
     assert (c.frame_num, c.input_size, c.num_tokens, c.codebook_size) == (16, 64, 32, 64)
-    assert gen.config.num_classes == 12 and len(gen.config.class_names) == 12 and not gen.config.frame_prediction
+    assert gen.config.num_classes == 10 and gen.config.class_names[:3] == ("0", "1", "2")  # moving digits
+    assert not gen.config.frame_prediction
     assert fp.config.frame_prediction and fp.config.num_tokens == c.num_tokens
     with torch.no_grad():  # the three work together
         idx = gen.sample(torch.tensor([0, 5]), cfg_scale=1.5, generator=torch.Generator().manual_seed(0))
@@ -106,7 +106,6 @@ def test_micro_run_outputs_load_and_fit_the_limits(micro_run):
     assert meta["steps"] == log["stages"]["tokenizer"]["steps"] and meta["made_by"] == "scripts/train_bundled.py"
 
 
-@XFAIL_18
 @pytest.mark.slow  # the real micro run of scripts/train_bundled.py (~30 s)
 def test_micro_run_log(micro_run):
     out, log, _, _, stdout = micro_run
@@ -116,8 +115,13 @@ def test_micro_run_log(micro_run):
     # the whole run, imports included, inside its 30 s budget (a little slack for the last writes)
     assert log["total_wall_s"] <= 30 * 1.1 and log["within_budget"], log["total_wall_s"]
     pool = log["pool"]
-    assert pool["clips"] == 192 and pool["synthetic"] == 160 and pool["workers"] == 2 and pool["photo_weight"] == 0.35
-    assert log["stages"]["classifier"]["decision"] == "keep"  # the bundled classifier takes 16x64x64 clips
+    # digits (the default): 160 + 32 labelled clips, rendered in-process, no photo pans
+    assert log["data"]["kind"] == "digits" and log["data"]["classes"] == [str(i) for i in range(10)]
+    assert pool["data"] == "digits" and pool["clips"] == 192 and pool["synthetic"] == 192 and pool["photos"] == 0
+    assert pool["photo_weight"] == 0.0
+    clf = log["stages"]["classifier"]  # the bundled classifier takes 8x32x32 clips: retrained, before the tokenizer
+    assert clf["decision"] == "retrain" and clf["status"] == "done" and clf["trained"]["steps"] >= 4
+    assert 0 < clf["share_s"] < 0.1 * 30 and stdout.index("stage 4 done") < stdout.index("stage 1 done")
     assert log["stages"]["encode"]["sequences"] == 2 * pool["synthetic"]
     for key in ("tokenizer", "generator", "frame_predictor"):
         s = log["stages"][key]
@@ -278,7 +282,6 @@ def test_refuses_a_non_empty_out_and_bad_options(tmp_path):
         BundledRunConfig(out="x", budget_s=-1).validate()
 
 
-@XFAIL_18
 @pytest.mark.slow
 def test_model_cards_are_written_from_the_run_log(micro_run, tmp_path):
     out, log, _, _, _ = micro_run
@@ -291,11 +294,34 @@ def test_model_cards_are_written_from_the_run_log(micro_run, tmp_path):
         card = (dest / name / "MODEL_CARD.md").read_text()
         assert "python scripts/train_bundled.py --device cpu --budget-minutes 0.5" in card
         assert f"- Steps: {log['stages'][key]['steps']}\n" in card and log["device_name"] in card
-    kept = REPO / "checkpoints" / "larp-tiny-classifier"  # kept by the run: shipped unchanged, with its card
-    for f in ("config.json", "model.safetensors", "MODEL_CARD.md"):
-        assert (dest / "larp-tiny-classifier" / f).read_bytes() == (kept / f).read_bytes()
+    # retrained by the run (stage 4): shipped from the run with a card of its own
+    assert (dest / CLASSIFIER / "model.safetensors").read_bytes() == (out / CLASSIFIER / "model.safetensors").read_bytes()
+    shipped, trained = (json.loads((d / CLASSIFIER / "config.json").read_text()) for d in (dest, out))
+    assert shipped["config"] == trained["config"] and shipped["metadata"]["data"] == "digits"
+    clf_card = (dest / CLASSIFIER / "MODEL_CARD.md").read_text()
+    assert "moving digits" in clf_card and f"- Steps: {log['stages']['classifier']['trained']['steps']}\n" in clf_card
     metrics = json.loads((dest / "metrics.json").read_text())
-    assert math.isfinite(metrics["tokenizer"]["synthetic"]["psnr_db"]) and metrics["predictor"]["clips"] == 64
+    assert metrics["data"] == "digits" and metrics["predictor"]["clips"] == 64
+    held = metrics["tokenizer"]["heldout"]
+    assert math.isfinite(held["psnr_db"]) and held["clips"] == 16 and held["uniform_bits_per_token"] == 6.0
+    # the run's training snapshots ship beside the tokenizer (issue 19), steps as in their names
+    made = sorted(p.name for p in Path(log["stages"]["tokenizer"]["snapshots"]).glob("step*"))
+    if made:  # (a micro run stopped by its deadline before the first snapshot step has none)
+        snaps = sorted(p.name for p in (dest / "larp-tiny-tokenizer-snapshots").iterdir())
+        assert snaps == made == [f"step{s:06d}" for s in metrics["snapshots"]["steps"]]  # all fit the limit
+
+
+def test_bundle_models_picks_snapshots_inside_the_size_limit():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bundle_models", REPO / "scripts" / "bundle_models.py")
+    bm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bm)
+    steps = [25, 58, 134, 310, 718, 1663, 3849, 8911]
+    assert bm.pick_snapshots(steps, [2] * 8, 100) == steps
+    six = bm.pick_snapshots(steps, [2] * 8, 12)
+    assert len(six) == 6 and six[0] == 25 and six[-1] == 8911 and six == sorted(six)
+    assert bm.pick_snapshots(steps, [2] * 8, 3) == [25] and bm.pick_snapshots(steps, [2] * 8, 1) == []
 
 
 def test_a_later_stage_that_does_not_fit_is_squeezed_the_first_fails():
