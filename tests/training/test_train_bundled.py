@@ -287,8 +287,9 @@ def test_model_cards_are_written_from_the_run_log(micro_run, tmp_path):
     out, log, _, _, _ = micro_run
     dest = tmp_path / "checkpoints"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bundle_models.py"), "--bundle", str(out), "--dest",
-                           str(dest), "--clips", "16"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, str(REPO / "scripts" / "bundle_models.py"), "--bundle", str(out), "--dest", str(dest),
+           "--clips", "16", "--pictures", str(tmp_path / "pictures")]  # never the repository's docs/bundle
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     for name, key in zip(NAMES, ("tokenizer", "generator", "frame_predictor")):
         card = (dest / name / "MODEL_CARD.md").read_text()
