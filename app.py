@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
 import os
 import shutil
 import signal
@@ -33,8 +34,10 @@ if __name__ == "__main__" and "GRADIO_TEMP_DIR" not in os.environ:
 
 import gradio as gr  # noqa: E402
 
-from larp_lab import __version__  # noqa: E402
-from larp_lab.app import figures, handlers  # noqa: E402
+from larp_lab import __version__, viz  # noqa: E402
+from larp_lab.analysis import parse_edits, parse_positions  # noqa: E402
+from larp_lab.app import figures, handlers, surgery  # noqa: E402
+from larp_lab.app import snapshots as snap_app  # noqa: E402  (the Training tab)
 from larp_lab.app.cache import ModelCache, default_choices, label  # noqa: E402
 from larp_lab.app.examples import example_clips, examples_label, training_note  # noqa: E402
 from larp_lab.bundled import DATA_NAMES, training_data  # noqa: E402
@@ -54,6 +57,7 @@ CSS = """
 def _guard(fn):
     """Turn bad input into a visible gr.Error (one sentence); the app keeps serving."""
 
+    @functools.wraps(fn)  # keeps the signature: Gradio passes gr.SelectData by its annotation
     def wrapped(*args):
         try:
             return fn(*args)
@@ -64,8 +68,6 @@ def _guard(fn):
                     msg = msg.replace(a, Path(a).name)
             raise gr.Error(msg) from None
 
-    wrapped.__name__ = fn.__name__
-    wrapped.__doc__ = fn.__doc__
     return wrapped
 
 
@@ -113,6 +115,36 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                                            "per_frame_psnr_db": [round(v, 3) for v in res.metrics["per_frame_psnr_db"]],
                                            "tokens": res.tokens[0].tolist(), "used": r["used"],
                                            "trained_on": r["trained_on"]}
+
+    @_guard
+    def api_edit_tokens(video, edits):
+        """Edit a clip's tokens ("3:17, 5:200" = position:code): original | edited | difference (MP4) and numbers."""
+        name = choices["tokenizer"][0]
+        c = models.tokenizer(name).config
+        clip = surgery.tokenize(models, name, video)
+        r = surgery.edit(models, ws, name, clip, parse_edits(edits, c.num_tokens, c.codebook_size))
+        return str(r["video"]), {**r["info"], "tokens": clip.indices, "edited_tokens": r["indices"]}
+
+    @_guard
+    def api_swap_tokens(video_a, video_b, positions, method, layer):
+        """Clip A with clip B's tokens ("tokens") or encoder query outputs ("queries", at ``layer``) at
+        ``positions`` ("0-7, 12" or "all"): A | B | patched (MP4) and what moved."""
+        name = choices["tokenizer"][0]
+        a = surgery.tokenize(models, name, video_a)
+        b = surgery.tokenize(models, name, video_b)
+        r = surgery.swap(models, ws, name, a, b, parse_positions(positions, len(a.indices)),
+                         (method or "tokens").strip(), int(layer if layer is not None else -1))
+        return str(r["video"]), r["info"]
+
+    @_guard
+    def api_token_influence(video, num_codes):
+        """Every token's influence map (a mosaic image, token order row-major) and per-token numbers."""
+        name = choices["tokenizer"][0]
+        clip = surgery.tokenize(models, name, video)
+        r = surgery.influence(models, name, clip, int(num_codes or 4))
+        inf = clip.influence
+        return r["mosaic"], {**r["info"], "tokens": clip.indices,
+                             "strength": [round(float(v), 5) for v in inf.strength()]}
 
     @_guard
     def on_generate(tok_name, gen_name, class_name, n, cfg_scale, temperature, top_k, top_p, seed):
@@ -283,6 +315,175 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             e_info = gr.JSON(label="Summary")
             go_e.click(on_explore, [tok_dd, e_inp, e_start, query, layer, head],
                        [e_overlay, e_used, heat, surprisal, umap, e_info], api_visibility="private")
+        # ---------------------------------------------------------------- token surgery (issue 19)
+        with gr.Tab("Surgery"):
+            gr.Markdown(surgery.NOTICE, elem_id="sur_notice")
+            sur_a, sur_b = gr.State(None), gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    s_inp, s_start = clip_input("Clip A (the one to edit)", "sur")
+                    s_go = gr.Button("Tokenize clip A", variant="primary", elem_id="sur_btn")
+                with gr.Column():
+                    s_grid = figure("Its tokens: click a cell to pick a position", gr.Image, type="numpy",
+                                    elem_id="sur_grid", interactive=False)
+            gr.Examples(examples, inputs=[s_inp], label=examples_label(data0))
+            with gr.Row():
+                s_pos = gr.Number(0, precision=0, minimum=0, label="Position", elem_id="sur_pos", min_width=120)
+                s_alt = gr.Dropdown([], label="Code: the prior's top choices here (or type below)",
+                                    elem_id="sur_alt", allow_custom_value=True, min_width=MENU_W)
+                s_edits = gr.Textbox(label="Edits (position:code, comma separated)", placeholder="3:17, 5:200",
+                                     elem_id="sur_edits", min_width=MENU_W)
+                s_apply = gr.Button("Decode the edit", variant="primary", elem_id="sur_apply")
+            s_out = gr.Video(label="original | edited | difference", autoplay=True, loop=True, height=VIDEO_H,
+                             elem_id="sur_out")
+            with gr.Row():
+                s_energy = figure("How much each frame changed", gr.Image, type="numpy", elem_id="sur_energy")
+                s_info = gr.JSON(label="Edit")
+            gr.Markdown("**Token influence map**: each token replaced by a few other codes; where the clip moves.")
+            with gr.Row():
+                s_ncodes = gr.Slider(1, surgery.MAX_INFLUENCE_CODES, value=4, step=1, label="Replacement codes per token")
+                s_inf_go = gr.Button("Map every token's influence", elem_id="sur_inf_btn")
+            with gr.Row():
+                s_mosaic = figure("Where each token acts (one map per token, in grid order; bright = changes)",
+                                  gr.Image, type="numpy", elem_id="sur_mosaic", interactive=False)
+                with gr.Column():
+                    s_frame_t = gr.Slider(0, cfg.frame_num - 1, value=0, step=1, label="Frame")
+                    s_frame = figure("Click a pixel: which tokens control it?", gr.Image, type="numpy",
+                                     elem_id="sur_frame", interactive=False)
+            s_inf_info = gr.JSON(label="Influence")
+            gr.Markdown("**Swap between clips**: put clip B's tokens (or its encoder query outputs) into clip A.")
+            with gr.Row():
+                with gr.Column():
+                    s_inp_b, s_start_b = clip_input("Clip B (the donor)", "surb")
+                    gr.Examples(examples, inputs=[s_inp_b], label=examples_label(data0))
+                with gr.Column():
+                    s_positions = gr.Textbox("0-31", label="Positions to take from B (e.g. 0-7, 12 or all)",
+                                             elem_id="sur_positions")
+                    s_method = gr.Radio(["tokens", "queries"], value="tokens", label="Swap")
+                    s_layer = gr.Slider(0, last_index(cfg.encoder_depth), value=cfg.encoder_depth - 1, step=1,
+                                        label="Encoder layer (queries)", interactive=cfg.encoder_depth > 1)
+                    s_swap = gr.Button("Swap", variant="primary", elem_id="sur_swap")
+            s_swap_out = gr.Video(label="A | B | A with B's positions", autoplay=True, loop=True, height=VIDEO_H,
+                                  elem_id="sur_swap_out")
+            s_swap_info = gr.JSON(label="What moved")
+
+            @_guard
+            def on_tokenize(tok_name, path, start):
+                clip = surgery.tokenize(models, tok_name, path, start)
+                codes = surgery.alternatives(models, tok_name, clip, 0)
+                return (clip, surgery.grid(models, clip, selected=0), gr.update(value=0),
+                        gr.update(choices=codes, value=codes[0][1]), "", None)
+
+            @_guard
+            def on_pick(tok_name, clip, img, evt: gr.SelectData):
+                if clip is None or img is None:
+                    raise ValueError("Tokenize a clip first.")
+                n = viz.grid_cell_at(evt.index[0], evt.index[1], img.shape, len(clip.indices))
+                codes = surgery.alternatives(models, tok_name, clip, n)
+                return surgery.grid(models, clip, selected=n), n, gr.update(choices=codes, value=codes[0][1])
+
+            @_guard
+            def on_position(tok_name, clip, pos):
+                if clip is None:
+                    return gr.update(), gr.update()
+                n = int(pos or 0)
+                codes = surgery.alternatives(models, tok_name, clip, n)
+                return surgery.grid(models, clip, selected=n), gr.update(choices=codes, value=codes[0][1])
+
+            def on_code(pos, code, edits):
+                if code is None or pos is None:
+                    return edits
+                kept = [e for e in (edits or "").split(",") if e.strip() and e.split(":")[0].strip() != str(int(pos))]
+                return ", ".join([*(e.strip() for e in kept), f"{int(pos)}:{int(str(code).split()[0])}"])
+
+            @_guard
+            def on_apply(tok_name, clip, edits):
+                if clip is None:
+                    raise ValueError("Tokenize a clip first.")
+                c = models.tokenizer(tok_name).config
+                r = surgery.edit(models, ws, tok_name, clip, parse_edits(edits, c.num_tokens, c.codebook_size))
+                return str(r["video"]), r["energy"], r["info"]
+
+            @_guard
+            def on_influence(tok_name, clip, ncodes, t):
+                r = surgery.influence(models, tok_name, clip, int(ncodes))
+                return r["mosaic"], r["grid"], surgery.reconstruction_frame(clip, int(t)), r["info"], clip
+
+            @_guard
+            def on_frame(clip, t):
+                return surgery.reconstruction_frame(clip, int(t)) if clip is not None else None
+
+            @_guard
+            def on_pixel(clip, t, img, evt: gr.SelectData):
+                if img is None:
+                    raise ValueError("Compute the influence map first.")
+                r = surgery.pixel_control(models, clip, int(t), evt.index[0], evt.index[1], img.shape)
+                return r["grid"], r["info"]
+
+            @_guard
+            def on_swap(tok_name, clip_a, path_b, start_b, positions, method, layer):
+                if clip_a is None:
+                    raise ValueError("Tokenize clip A first.")
+                clip_b = surgery.tokenize(models, tok_name, path_b, start_b)
+                n = len(clip_a.indices) if clip_a is not None else 0
+                r = surgery.swap(models, ws, tok_name, clip_a, clip_b, parse_positions(positions, n),
+                                 method, int(layer))
+                return str(r["video"]), r["info"], r["grid"], clip_b
+
+            s_go.click(on_tokenize, [tok_dd, s_inp, s_start], [sur_a, s_grid, s_pos, s_alt, s_edits, s_out],
+                       api_visibility="private")
+            s_grid.select(on_pick, [tok_dd, sur_a, s_grid], [s_grid, s_pos, s_alt], api_visibility="private")
+            s_pos.submit(on_position, [tok_dd, sur_a, s_pos], [s_grid, s_alt], api_visibility="private")
+            s_alt.input(on_code, [s_pos, s_alt, s_edits], [s_edits], api_visibility="private")
+            s_apply.click(on_apply, [tok_dd, sur_a, s_edits], [s_out, s_energy, s_info], api_visibility="private")
+            s_inf_go.click(on_influence, [tok_dd, sur_a, s_ncodes, s_frame_t],
+                           [s_mosaic, s_grid, s_frame, s_inf_info, sur_a], api_visibility="private")
+            s_frame_t.change(on_frame, [sur_a, s_frame_t], [s_frame], api_visibility="private")
+            s_frame.select(on_pixel, [sur_a, s_frame_t, s_frame], [s_grid, s_inf_info], api_visibility="private")
+            s_swap.click(on_swap, [tok_dd, sur_a, s_inp_b, s_start_b, s_positions, s_method, s_layer],
+                         [s_swap_out, s_swap_info, s_grid, sur_b], api_visibility="private")
+
+        # ---------------------------------------------------------------- training snapshots (issue 19, item 3)
+        with gr.Tab("Training") as snap_tab:
+            try:
+                n_snaps, snap_note = len(snap_app.snapshot_list()), snap_app.INTRO
+                snap_app.warm_up(device=models.device)  # measured in the background: the tab answers at once
+            except (ValueError, OSError) as exc:  # no snapshots beside the bundled tokenizer: say so
+                n_snaps, snap_note = 0, f"No training snapshots to show: {' '.join(str(exc).split())}"
+            gr.Markdown(snap_note, elem_id="snap_intro")
+            with gr.Row():
+                snap_i = gr.Slider(0, last_index(n_snaps), value=max(n_snaps - 1, 0), step=1, elem_id="snap_slider",
+                                   label="Snapshot (left: the first; right end: the final model)",
+                                   interactive=n_snaps > 1)
+                snap_go = gr.Button("Show", variant="primary", elem_id="snap_btn")
+            snap_text = gr.Markdown(elem_id="snap_step")
+            snap_grid = figure("The same held-out clips: originals, then this snapshot's reconstructions; right: "
+                               "where two queries look", gr.Image, type="numpy", elem_id="snap_grid")
+            snap_curves = figure("How the latent space forms, step by step (log axis)", gr.Image, type="numpy",
+                                 elem_id="snap_curves")
+            snap_info = gr.JSON(label="Numbers at this snapshot", elem_id="snap_info")
+
+            @_guard
+            def on_scrub(i):
+                r = snap_app.scrub(i, device=models.device)
+                return r["text"], r["grid"], r["curves"], r["info"]
+
+            @_guard
+            def api_snapshots(step):
+                """One training snapshot of the bundled tokenizer by its step (-1: the last): its numbers (and
+                every snapshot's steps) and its reconstructions and query maps on the same held-out clips."""
+                r = snap_app.scrub(snap_app.index_of_step(step, device=models.device), device=models.device)
+                return r["info"], r["grid"]
+
+            outs = [snap_text, snap_grid, snap_curves, snap_info]
+            for ev in (snap_go.click, snap_tab.select):
+                ev(on_scrub, [snap_i], outs, api_visibility="private")
+            snap_i.change(on_scrub, [snap_i], outs, api_visibility="private", trigger_mode="always_last",
+                          show_progress="minimal")
+            with gr.Column(visible=False):
+                a_step, a_json, a_img = gr.Number(label="step", precision=0), gr.JSON(label="numbers"), gr.Image(
+                    label="snapshot", type="numpy")
+                gr.Button("api snapshots").click(api_snapshots, [a_step], [a_json, a_img], api_name="snapshots")
 
         def on_tokenizer_change(tok_name):
             c = models.tokenizer(tok_name).config
@@ -318,6 +519,20 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
             g_out = gr.Video(label="video")
             g_btn = gr.Button("api generate")
             g_btn.click(api_generate, [g_cls, g_cfg, g_temp, g_k, g_p, g_seed], [g_out], api_name="generate")
+            # token surgery (issue 19): one call each, nothing kept between calls
+            e_vid, e_edits = gr.Video(label="video"), gr.Textbox(label="edits")
+            e_res, e_json = gr.Video(label="original | edited | difference"), gr.JSON(label="edit")
+            gr.Button("api edit_tokens").click(api_edit_tokens, [e_vid, e_edits], [e_res, e_json],
+                                               api_name="edit_tokens")
+            w_a, w_b, w_pos = gr.Video(label="video_a"), gr.Video(label="video_b"), gr.Textbox(label="positions")
+            w_method, w_layer = gr.Textbox(label="method"), gr.Number(label="layer", precision=0)
+            w_res, w_json = gr.Video(label="a | b | patched"), gr.JSON(label="what moved")
+            gr.Button("api swap_tokens").click(api_swap_tokens, [w_a, w_b, w_pos, w_method, w_layer], [w_res, w_json],
+                                               api_name="swap_tokens")
+            i_vid, i_codes = gr.Video(label="video"), gr.Number(label="num_codes", precision=0)
+            i_img, i_json = gr.Image(label="influence mosaic", type="numpy"), gr.JSON(label="influence")
+            gr.Button("api token_influence").click(api_token_influence, [i_vid, i_codes], [i_img, i_json],
+                                                   api_name="token_influence")
         gr.Markdown(
             "LARP: Wang et al., ICLR 2025 ([arXiv:2410.21264](https://arxiv.org/abs/2410.21264)); official code "
             "[hywang66/LARP](https://github.com/hywang66/LARP) (MIT). Example clips: moving digits made by larp_lab "

@@ -38,6 +38,8 @@ from .config import GENERATOR_PRESETS, TOKENIZER_PRESETS
 DEFAULT_TOKENIZER = "larp-tiny-tokenizer"
 DEFAULT_GENERATOR = "larp-tiny-generator"
 DEFAULT_FRAME_PREDICTOR = "larp-tiny-frame-predictor"
+#: the folder beside a bundled tokenizer holding its training snapshots: ``<name>-snapshots/step<NNNNNN>``
+SNAPSHOTS_SUFFIX = "-snapshots"
 UNTRAINED_PREFIX = "untrained:"
 ENV_VAR = "LARP_LAB_CHECKPOINTS"
 #: ``checkpoints/`` of a repository clone (absent from an installed wheel)
@@ -107,6 +109,27 @@ def bundled_path(name: str) -> Path:
             f"or 'untrained:<preset>' (presets: {sorted(TOKENIZER_PRESETS)})"
         )
     return path
+
+
+def snapshots_path(name: str = DEFAULT_TOKENIZER) -> Path:
+    """The folder of the training snapshots of the bundled tokenizer ``name``: ``<checkpoints>/<name>-snapshots``,
+    one ``step<NNNNNN>`` checkpoint directory per snapshot (written by the bundled recipe, see
+    :func:`larp_lab.training.pool_tasks.snapshot_steps`; listed by :func:`larp_lab.analysis.list_snapshots`).
+
+    Raises:
+        CheckpointError: the checkpoints directory or the snapshots folder is missing.
+    """
+    path = checkpoints_dir() / f"{name}{SNAPSHOTS_SUFFIX}"
+    if not path.is_dir():
+        raise CheckpointError(f"the bundled model {name!r} has no training snapshots ({path} is missing); they "
+                              "are written by scripts/train_bundled.py")
+    return path
+
+
+def has_snapshots(name: str = DEFAULT_TOKENIZER) -> bool:
+    """True when the training snapshots of the bundled tokenizer ``name`` can be found (never raises)."""
+    root = find_checkpoints_dir()
+    return root is not None and (root / f"{name}{SNAPSHOTS_SUFFIX}").is_dir()
 
 
 def load_default_tokenizer(device: torch.device | str = "cpu"):

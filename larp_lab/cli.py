@@ -1,7 +1,7 @@
 """The ``larp-lab`` command (also ``python -m larp_lab``).
 
 Subcommands: ``reconstruct``, ``sample``, ``train-tokenizer``, ``train-generator``, ``evaluate``,
-``convert``, ``info``, ``bench``; ``--checkpoints DIR`` (before the subcommand) moves the bundled
+``convert``, ``info``, ``bench``, ``snapshots``; ``--checkpoints DIR`` (before the subcommand) moves the bundled
 models. ``reconstruct`` and ``sample`` run :mod:`larp_lab.pipelines`. Bad input (unreadable or wrong
 files, missing weights, bad options) ends with exit status 2 and one line ``error: ...``; nothing
 here prints a traceback for a user mistake.
@@ -263,8 +263,144 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------
+# snapshots: how the latent space forms
+# ------------------------------------------------------------------------------------------------
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    """Measure a tokenizer's training snapshots on the same held-out clips; write two figures and a JSON."""
+    from .analysis.snapshots import list_snapshots, measure_snapshots
+    from .bundled import DEFAULT_TOKENIZER, bundled_path, model_metadata, snapshots_path
+    from .models.tokenizer import LARPTokenizer
+    from .viz import save_figure, snapshot_curves, snapshot_grid
+    from .viz.notebook import bundled_clips
+
+    if not 1 <= args.clips <= 1000:
+        raise CLIError("--clips must be between 1 and 1000")
+    root = Path(args.snapshots) if args.snapshots else snapshots_path(DEFAULT_TOKENIZER)
+    if args.final == "none":
+        final = None
+    elif args.final:
+        final = Path(args.final)
+    else:  # the bundled tokenizer closes the scrub when it says how many steps it was trained for
+        final = bundled_path(DEFAULT_TOKENIZER) if not args.snapshots and model_metadata().get("steps") else None
+    snaps = list_snapshots(root, final)
+    data = args.data or (model_metadata(str(final)).get("data") if final else None) or "synthetic"
+    if data not in ("digits", "synthetic"):
+        raise CLIError(f"--data must be digits or synthetic; the final model says {data!r}")
+    dev = _device(args.device)
+    last = LARPTokenizer.from_pretrained(snaps[-1].path)
+    clips, _, _ = bundled_clips(last, args.clips, args.seed, kind=data)
+    rep = measure_snapshots(snaps, clips, dev, keep=min(args.keep, args.clips))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [save_figure(snapshot_grid(rep), out / "snapshots.png"),
+               save_figure(snapshot_curves(rep), out / "snapshot_curves.png")]
+    report = {"snapshots_dir": root.name, "data": data, "seed": args.seed, **rep.to_dict()}
+    (out / "snapshots.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    written.append(out / "snapshots.json")
+    print(f"{sum(not s.final for s in snaps)} snapshots of {root}" + (f" + the final model {final}" if final else "")
+          + f", on {args.clips} held-out {data} clips (seed {args.seed}):")
+    print(f"{'step':>8} {'PSNR dB':>8} {'SSIM':>6} {'codes':>6} {'perplex':>8} {'bits/tok':>8} {'own cell':>8} {'entropy':>8}")
+    for r in rep.table():
+        print(f"{r['step']:>8} {r['psnr_db']:>8.2f} {r['ssim']:>6.3f} {r['used_codes']:>6} {r['perplexity']:>8.1f} "
+              f"{r['prior_bits_per_token']:>8.2f} {r['own_cell_attention']:>8.3f} {r['attention_entropy']:>8.3f}")
+    print(f"uniform prior: {rep.uniform_bits:.2f} bits/token; own-cell share by chance: {rep.own_cell_chance:.3f}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
+
+
+def _clip_tokens(tok, path: str, start: float):
+    """A file read at the tokenizer's clip size: (clip (1, 3, T, H, W), token ids (1, N), what was read)."""
+    import torch
+
+    from .pipelines import load_clip
+
+    c = tok.config
+    x, source = load_clip(path, frames=c.frame_num, size=c.input_size, start_time=start)
+    with torch.no_grad():
+        return x, tok.encode(x.to(tok.device)).indices.cpu(), source
+
+
+def cmd_influence(args: argparse.Namespace) -> int:
+    """Where each token of a clip acts: the influence mosaic (PNG), per-token numbers (JSON)."""
+    import numpy as np
+
+    from .analysis import token_influence
+    from .bundled import resolve_tokenizer
+    from .viz import influence_mosaic, new_figure, save_figure
+
+    if not 1 <= args.codes <= 16:
+        raise CLIError("--codes must be between 1 and 16")
+    tok = resolve_tokenizer(args.tokenizer, _device(args.device)).eval()
+    _, ids, source = _clip_tokens(tok, args.input, args.start)
+    inf = token_influence(tok, ids[0], num_codes=args.codes, seed=args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = new_figure(figsize=(6, 6))
+    ax[0, 0].imshow(influence_mosaic(inf.maps), interpolation="nearest")
+    ax[0, 0].set_axis_off()
+    ax[0, 0].set_title(f"where each of the {inf.num_tokens} tokens acts (token order, row-major)", fontsize=9)
+    png = save_figure(fig, out / "influence.png")
+    strength = inf.strength()
+    size = tok.config.input_size
+    conc = inf.concentration(4).tolist() if size % 4 == 0 else None
+    report = {"input": Path(args.input).name, "used": source.describe(), "tokens": ids[0].tolist(),
+              "replacement_codes": args.codes, "strength": [round(float(v), 6) for v in strength],
+              "share_in_best_4x4_block": None if conc is None else [round(v, 4) for v in conc],
+              "centroid_yx": [[round(float(v), 2) for v in row] for row in inf.centroids()]}
+    (out / "influence.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    top = np.argsort(-strength)[:5].tolist()
+    print(f"used: {source.describe()}")
+    print(f"{inf.num_tokens} tokens; strongest {top}; mean change per token {strength.mean():.4f}"
+          + (f"; share in the best 4x4 block {np.mean(conc):.2f} (uniform 0.06)" if conc else ""))
+    print(f"wrote {png} and {out / 'influence.json'}")
+    return 0
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    """Clip A with clip B's tokens (or encoder query outputs) at some positions: A | B | patched (MP4), what moved."""
+    import numpy as np
+    import torch
+
+    from .analysis import clip_properties, parse_positions, patch_query_outputs, swap_tokens
+    from .bundled import resolve_tokenizer
+    from .pipelines import save_side_by_side
+
+    tok = resolve_tokenizer(args.tokenizer, _device(args.device)).eval()
+    xa, ia, sa = _clip_tokens(tok, args.clip_a, args.start)
+    xb, ib, _ = _clip_tokens(tok, args.clip_b, args.start)
+    try:
+        pos = parse_positions(args.positions, tok.config.num_tokens)
+    except ValueError as exc:
+        raise CLIError(f"--positions: {exc}") from None
+    with torch.no_grad():
+        rec = tok.decode_indices(torch.cat([ia, ib]).to(tok.device)).float().clamp(-1, 1).cpu()
+        if args.method == "tokens":
+            patched = tok.decode_indices(swap_tokens(ia, ib, pos).to(tok.device)).float().clamp(-1, 1).cpu()
+        else:
+            if not -tok.config.encoder_depth <= args.layer < tok.config.encoder_depth:
+                raise CLIError(f"--layer must lie in 0..{tok.config.encoder_depth - 1}")
+            _, patched = patch_query_outputs(tok, xa, xb, args.layer, pos)
+    p = clip_properties(torch.cat([rec, patched]))
+    out = Path(args.output)
+    save_side_by_side(out, rec[0], rec[1], patched[0], gap=2)
+    def rounded(v, n: int) -> list[float]:
+        return [round(float(x), n) for x in v]
+
+    centre = {k: rounded(np.nanmean(p.centre[i], 0), 2) for i, k in enumerate(("A", "B", "patched"))}
+    colour = {k: rounded(p.colour[i], 3) for i, k in enumerate(("A", "B", "patched"))}
+    print(f"used: {sa.describe()}")
+    print(f"{args.method} at {len(pos)} positions from B into A -> {out} (A | B | patched)")
+    print(f"object centre (y, x): {centre}")
+    print(f"object colour (RGB in [-1, 1]): {colour}")
+    return 0
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> int:
@@ -422,6 +558,45 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--compile", action="store_true", help="also measure torch.compile (GPU)")
     b.add_argument("--out", default=None, help="JSON file (default benchmarks/results_<device>.json)")
     b.set_defaults(func=cmd_bench)
+
+    n = sub.add_parser("snapshots", help="how the latent space forms: a tokenizer's training snapshots on the same "
+                       "held-out clips (figures + JSON)")
+    n.add_argument("--snapshots", default=None, metavar="DIR",
+                   help="folder of step<N>/ tokenizer checkpoints (default: the bundled tokenizer's snapshots)")
+    n.add_argument("--final", default=None, metavar="DIR",
+                   help="the trained model, the last point (default: the bundled tokenizer with the bundled "
+                   "snapshots; 'none' for the snapshots only)")
+    n.add_argument("--data", choices=["digits", "synthetic"], default=None,
+                   help="held-out clips (default: what the final model's config.json says it was trained on)")
+    n.add_argument("--clips", type=int, default=40, help="held-out clips measured (the same for every snapshot)")
+    n.add_argument("--keep", type=int, default=4, help="clips drawn in the figure")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--out", required=True, help="folder for snapshots.png, snapshot_curves.png, snapshots.json")
+    n.add_argument("--device", default="cpu")
+    n.set_defaults(func=cmd_snapshots)
+
+    f = sub.add_parser("influence", help="where each token of a clip acts in the decoded video (PNG + JSON)")
+    f.add_argument("input", help="a video file")
+    f.add_argument("--out", required=True, help="folder for influence.png and influence.json")
+    f.add_argument("--tokenizer", default="default")
+    f.add_argument("--codes", type=int, default=4, help="replacement codes tried per token")
+    f.add_argument("--start", type=float, default=0.0, help="start time (s)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--device", default="cpu")
+    f.set_defaults(func=cmd_influence)
+
+    q = sub.add_parser("patch", help="clip A with clip B's tokens at some positions: A | B | patched (MP4)")
+    q.add_argument("clip_a")
+    q.add_argument("clip_b")
+    q.add_argument("-o", "--output", required=True, help="the MP4 to write")
+    q.add_argument("--positions", default="all", help="token positions taken from B, e.g. 0-7,12 (default all)")
+    q.add_argument("--method", choices=["tokens", "queries"], default="tokens",
+                   help="swap token ids, or the encoder's query outputs after block --layer")
+    q.add_argument("--layer", type=int, default=-1)
+    q.add_argument("--tokenizer", default="default")
+    q.add_argument("--start", type=float, default=0.0)
+    q.add_argument("--device", default="cpu")
+    q.set_defaults(func=cmd_patch)
 
     i = sub.add_parser("info", help="describe a model: kind, clip size, tokens, parameters, classes, training",
                        description="Describe a model without loading its weights: kind, clip size, tokens, "

@@ -351,6 +351,10 @@ class TokenizerConfig(ConfigBase):
     query_init_std: float = 0.02
     pixel_range: Literal["minus_one_one", "zero_one"] = "minus_one_one"
     prior: PriorConfig | None = field(default_factory=lambda: PRIOR_PRESETS["gptc-S"]())
+    #: ``"holistic"`` (LARP: N learned queries read the patches; the official model) or ``"patch"`` (the
+    #: baseline LARP is compared with: the encoder's outputs at the P patches are the tokens, in raster
+    #: order (t, h, w); needs P == num_tokens; no query parameters). Everything after the encoder is shared.
+    token_mode: Literal["holistic", "patch"] = "holistic"
 
     # -- derived sizes -------------------------------------------------------------------------
     @property
@@ -420,6 +424,12 @@ class TokenizerConfig(ConfigBase):
                     f"{o}: input {self.frame_num}x{self.input_size}x{self.input_size} does not divide into "
                     f"{pt}x{p}x{p} patches"
                 )
+        if self.token_mode == "patch" and self.num_patches != self.num_tokens:
+            t, h, w = self.patch_grid
+            raise ConfigError(
+                f"{o}: patch tokens need one token per encoder patch: {t}x{h}x{w} = {self.num_patches} patches "
+                f"but num_tokens = {self.num_tokens}"
+            )
         if self.prior is not None:
             self.prior.validate()
             if self.num_tokens - 1 > self.prior.max_positions:
@@ -447,7 +457,7 @@ class TokenizerConfig(ConfigBase):
         out = self.decoder_temporal_patch_size * self.decoder_patch_size**2 * c
         n = vit(de, self.encoder_depth) + vit(dd, self.decoder_depth)
         n += de * c * pt * p * p + de  # patch embedding
-        n += self.num_tokens * de + dd  # queries + token-type embed
+        n += (self.num_tokens * de if self.token_mode == "holistic" else 0) + dd  # queries + token-type embed
         n += de * self.bottleneck_dim + self.bottleneck_dim + self.bottleneck_dim * dd + dd
         n += self.codebook_size * self.bottleneck_dim
         n += 2 * dd + dd * out + out

@@ -10,7 +10,11 @@ Modules (figures for all of these live in :mod:`larp_lab.viz`):
   keeping only the first k tokens (neutral fill or generator completion); per-position importance;
 * :mod:`.likelihood` -- surprisal under the prior and the generator, per class and per position,
   Pearson / Spearman correlation with reconstruction error, most and least likely clips;
-* :mod:`.latent` -- codebook usage, UMAP / PCA maps of codes and clips, nearest clips.
+* :mod:`.latent` -- codebook usage, UMAP / PCA maps of codes and clips, nearest clips;
+* :mod:`.surgery` -- edit a clip's tokens, the prior's alternatives at a position, token influence
+  maps ("where does this token act", "which tokens control this pixel");
+* :mod:`.patching` -- swap tokens or encoder query outputs between clips and measure what moved
+  (digit, position, motion, colour); patch the generator's class embedding or residual stream.
 
 Every function works on the model's device and returns CPU results; models are put in ``eval()``
 for the call and restored afterwards. Importing this package is cheap (``umap`` is imported only
@@ -59,6 +63,37 @@ from .likelihood import (
     spearman,
     to_bits,
 )
+from .locality import own_cell_chance, own_cell_share
+from .patching import (
+    ClipProperties,
+    GeneratorPatch,
+    PatchingSweep,
+    clip_properties,
+    generator_patch_effect,
+    patch_query_outputs,
+    patching_sweep,
+    swap_tokens,
+)
+from .snapshots import (
+    Snapshot,
+    SnapshotError,
+    SnapshotReport,
+    bundled_snapshots,
+    list_snapshots,
+    measure_snapshots,
+)
+from .surgery import (
+    InfluenceMap,
+    TokenEdit,
+    decode_edit,
+    edit_tokens,
+    influence_consistency,
+    nearest_codes,
+    parse_edits,
+    parse_positions,
+    prior_alternatives,
+    token_influence,
+)
 from .token_order import (
     OrderNLL,
     PositionImportance,
@@ -75,6 +110,24 @@ from .token_order import (
 )
 
 __all__ = [
+    "ClipProperties",
+    "GeneratorPatch",
+    "PatchingSweep",
+    "clip_properties",
+    "generator_patch_effect",
+    "patch_query_outputs",
+    "patching_sweep",
+    "swap_tokens",
+    "InfluenceMap",
+    "TokenEdit",
+    "decode_edit",
+    "edit_tokens",
+    "influence_consistency",
+    "nearest_codes",
+    "parse_edits",
+    "parse_positions",
+    "prior_alternatives",
+    "token_influence",
     "EncodedDataset",
     "Extremes",
     "LikelihoodReport",
@@ -82,7 +135,11 @@ __all__ = [
     "PositionImportance",
     "PrefixCurve",
     "QueryStats",
+    "Snapshot",
+    "SnapshotError",
+    "SnapshotReport",
     "attention_rollout",
+    "bundled_snapshots",
     "clip_embeddings",
     "clip_map",
     "codebook_map",
@@ -100,10 +157,14 @@ __all__ = [
     "generator_surprisal",
     "hamming_distances",
     "keep_prefix",
+    "list_snapshots",
+    "measure_snapshots",
     "motion_energy",
     "motion_mask",
     "nearest_clips",
     "neutral_code",
+    "own_cell_chance",
+    "own_cell_share",
     "pearson",
     "per_class_table",
     "per_position_mean",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 DESKTOP = (1280, 800)
 PHONE = (390, 844)
-TABS = ("Reconstruct", "Generate", "Predict", "Explore")
+TABS = ("Reconstruct", "Generate", "Predict", "Explore", "Surgery", "Training")
 #: a video box may be at most this tall (px); the app asks for 300 plus its label and buttons
 MAX_VIDEO_BOX_H = 420
 BROWSER_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,10 +36,14 @@ _DONE = {
     "Predict": "() => { const v = document.querySelector('#pred_out video');"
                " return !!v && v.readyState >= 2; }",
     "Explore": "() => !!document.querySelector('#exp_heat img') && !!document.querySelector('#exp_umap .js-plotly-plot')",
+    "Training": "() => !!document.querySelector('#snap_grid img') && !!document.querySelector('#snap_curves img')",
+    "Surgery": "() => { const v = document.querySelector('#sur_swap_out video');"
+               " return !!v && v.readyState >= 2 && !!document.querySelector('#sur_mosaic img'); }",
 }
 _USED = {"Reconstruct": "#rec_used", "Predict": "#pred_used", "Explore": "#exp_used"}
 #: the figures, captioned by the app (no floating label over them)
-FIGURES = ("#rec_psnr", "#rec_tokens", "#gen_surprisal", "#pred_psnr", "#exp_heat", "#exp_surprisal", "#exp_umap")
+FIGURES = ("#rec_psnr", "#rec_tokens", "#gen_surprisal", "#pred_psnr", "#exp_heat", "#exp_surprisal", "#exp_umap",
+           "#snap_grid", "#snap_curves", "#sur_grid", "#sur_energy", "#sur_mosaic", "#sur_frame")
 
 
 @dataclass
@@ -52,6 +56,8 @@ class TourResult:
     token_hover: str = ""  #: the tooltip of a cell of the token-id grid (Reconstruct)
     seconds: dict[str, float] = field(default_factory=dict)  #: tab -> seconds its action took
     video_box_h: dict[str, float] = field(default_factory=dict)  #: "<tab> <w>x<h> <elem>" -> box height (px)
+    #: Training tab: "shown" -> its step line after "Show"; "<w>x<h>" -> the line after scrubbing at that size
+    scrub: dict[str, str] = field(default_factory=dict)
 
 
 @contextmanager
@@ -100,17 +106,57 @@ def open_tab(page, name: str) -> None:
 
 def _run(page, name: str, clip: str, start_s: float, timeout_ms: int) -> None:
     """Run the tab's action (upload ``clip`` from ``start_s`` s where it takes one) and wait for the answer."""
+    if name == "Surgery":
+        _surgery(page, clip, timeout_ms)
+        page.wait_for_function(_DONE[name], timeout=timeout_ms)
+        return
     elem = {"Reconstruct": "rec", "Predict": "pred", "Explore": "exp"}.get(name)
     if elem:
         page.locator(f"#{elem}_in input[type=file]").set_input_files(clip)
         page.locator(f"#{elem}_start input").fill(str(start_s))
         page.wait_for_timeout(300)
     page.click({"Reconstruct": "#rec_btn", "Generate": "#gen_btn", "Predict": "#pred_btn",
-                "Explore": "#exp_btn"}[name])
+                "Explore": "#exp_btn", "Training": "#snap_btn"}[name])
     if name == "Reconstruct":
         page.locator("#rec_used").get_by_text("frames (").wait_for(timeout=timeout_ms)
         page.click("#prefix_btn")
     page.wait_for_function(_DONE[name], timeout=timeout_ms)
+
+
+def _surgery(page, clip: str, timeout_ms: int) -> None:
+    """The Surgery tab: tokenize ``clip``, click a cell of the token grid, decode an edit, map every
+    token's influence and click a pixel, then swap tokens with the same clip as B."""
+    page.locator("#sur_in input[type=file]").set_input_files(clip)
+    page.wait_for_timeout(300)
+    page.click("#sur_btn")
+    page.wait_for_function("() => !!document.querySelector('#sur_grid img')", timeout=timeout_ms)
+    grid = page.locator("#sur_grid img").first
+    box = grid.bounding_box()
+    grid.click(position={"x": box["width"] * 0.3, "y": box["height"] * 0.3})  # a cell: its position is picked
+    page.wait_for_timeout(500)
+    page.locator("#sur_edits textarea, #sur_edits input").first.fill("2:5")
+    page.click("#sur_apply")
+    page.wait_for_function("() => { const v = document.querySelector('#sur_out video'); return !!v && v.readyState >= 2; }",
+                           timeout=timeout_ms)
+    page.click("#sur_inf_btn")
+    page.wait_for_function("() => !!document.querySelector('#sur_mosaic img') && !!document.querySelector('#sur_frame img')",
+                           timeout=timeout_ms)
+    frame = page.locator("#sur_frame img").first
+    fb = frame.bounding_box()
+    frame.click(position={"x": fb["width"] / 2, "y": fb["height"] / 2})  # which tokens control this pixel
+    page.wait_for_timeout(500)
+    page.locator("#surb_in input[type=file]").set_input_files(clip)
+    page.wait_for_timeout(300)
+    page.click("#sur_swap")
+
+
+def _scrub(page, index: int, timeout_ms: int) -> str:
+    """Move the Training tab's snapshot slider to ``index`` and wait for that snapshot's step line (returned)."""
+    page.locator("#snap_slider input[type=range]").fill(str(index))
+    want = f"snapshot {index + 1} of"
+    page.wait_for_function(f"() => (document.querySelector('#snap_step') || {{}}).innerText?.includes({want!r})"
+                           " && !!document.querySelector('#snap_grid img')", timeout=timeout_ms)
+    return " ".join(page.locator("#snap_step").inner_text().split())
 
 
 def _hover_token_grid(page) -> str:
@@ -178,6 +224,8 @@ def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHO
                     res.used[name] = " ".join(page.locator(_USED[name]).inner_text().split())
                 if name == "Reconstruct":
                     res.token_hover = _hover_token_grid(page)
+                if name == "Training":
+                    res.scrub["shown"] = " ".join(page.locator("#snap_step").inner_text().split())
             for w, h in sizes:
                 page.set_viewport_size({"width": w, "height": h})
                 for name in TABS:
@@ -186,8 +234,11 @@ def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHO
                     page.evaluate("() => window.dispatchEvent(new Event('resize'))")
                     page.wait_for_timeout(400)  # let the layout settle
                     label = f"{name} at {w}x{h}"
+                    if name == "Training":  # scrub at every size: to the first snapshot, the second, ...
+                        res.scrub[f"{w}x{h}"] = _scrub(page, sizes.index((w, h)), timeout_ms)
                     res.problems += _problems(page, label)
-                    for elem in ("rec_in", "rec_out", "prefix_out", "pred_in", "pred_out", "exp_in", "exp_out"):
+                    for elem in ("rec_in", "rec_out", "prefix_out", "pred_in", "pred_out", "exp_in", "exp_out",
+                                 "sur_in", "sur_out", "surb_in", "sur_swap_out"):
                         box = page.locator(f"#{elem}")
                         if box.count() and box.is_visible():
                             res.video_box_h[f"{name} {w}x{h} {elem}"] = box.bounding_box()["height"]

@@ -38,7 +38,8 @@ NameFilter = Callable[[str], bool]
 class SequenceLayout:
     """Where patches and tokens sit in the tokenizer's two transformer sequences.
 
-    Encoder sequence: ``[patches (P) ; queries (N)]``. Decoder sequence: ``[latent tokens (N) ;
+    Encoder sequence: ``[patches (P) ; queries (N)]``, or ``[patches (P = N)]`` for patch tokens
+    (``tokens_are_patches``: the token rows are the patch rows). Decoder sequence: ``[latent tokens (N) ;
     patch queries (M)]``. Patch p of a (t, h, w) grid is row ``t_i*h*w + h_i*w + w_i``.
     """
 
@@ -47,6 +48,7 @@ class SequenceLayout:
     num_decoder_patches: int
     patch_grid: tuple[int, int, int]
     decoder_patch_grid: tuple[int, int, int]
+    tokens_are_patches: bool = False
 
     @property
     def encoder_patches(self) -> slice:
@@ -54,6 +56,8 @@ class SequenceLayout:
 
     @property
     def encoder_queries(self) -> slice:
+        if self.tokens_are_patches:
+            return slice(0, self.num_tokens)
         return slice(self.num_patches, self.num_patches + self.num_tokens)
 
     @property

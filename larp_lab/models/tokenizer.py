@@ -116,7 +116,10 @@ class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
         ctx = torch.device(device) if device is not None else contextlib.nullcontext()
         with ctx:
             # parameters and buffers in the official state-dict order
-            self.encoder_latent_query_embed = nn.Parameter(torch.randn(c.num_tokens, De) * c.query_init_std)
+            # patch tokens (token_mode "patch") have no queries: an empty, frozen table keeps the layout
+            nq = c.num_tokens if c.token_mode == "holistic" else 0
+            self.encoder_latent_query_embed = nn.Parameter(torch.randn(nq, De) * c.query_init_std,
+                                                           requires_grad=nq > 0)
             self.decoder_patch_query_token_type_embed = nn.Parameter(torch.randn(1, 1, Dd) * c.query_init_std)
             self.register_buffer("encoder_patch_pe", torch.zeros(1, c.num_patches, De))
             self.register_buffer("decoder_latent_pe", torch.zeros(1, c.num_tokens, Dd))
@@ -211,6 +214,7 @@ class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
             num_decoder_patches=dec[0] * dec[1] * dec[2],
             patch_grid=enc,
             decoder_patch_grid=dec,
+            tokens_are_patches=self.config.token_mode == "patch",
         )
 
     def check_video(self, video: Tensor, *, any_size: bool = False) -> tuple[int, int, int]:
@@ -240,6 +244,9 @@ class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
                     f"a {T}x{H}x{W} clip (frames x height x width) does not divide into {pt}x{p}x{p} patches; "
                     f"this tokenizer was trained on {c.frame_num}x{c.input_size}x{c.input_size}"
                 )
+        if c.token_mode == "patch" and (T, H, W) != (c.frame_num, c.input_size, c.input_size):
+            raise ValueError(f"a patch-token tokenizer has one token per patch: it takes only "
+                             f"{c.frame_num}x{c.input_size}x{c.input_size} clips; got {T}x{H}x{W}")
         if not any_size and (T, H, W) != (c.frame_num, c.input_size, c.input_size):
             raise ValueError(
                 f"this tokenizer takes {c.frame_num}x{c.input_size}x{c.input_size} clips (frames x height x width); "
@@ -277,8 +284,11 @@ class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
         enc_grid, _ = self.grids(shape)
         patches = self.hook_patch_embed(self.x_embedder(x))  # (B, P, D)
         patches = patches + self._table("enc", enc_grid, patches)
-        queries = self.encoder_latent_query_embed.unsqueeze(0).expand(B, -1, -1)  # (B, N, D)
-        seq = torch.cat([patches, queries], dim=1)  # (B, P + N, D)
+        if self.config.token_mode == "patch":  # the patches' own outputs are the tokens
+            seq = patches  # (B, P, D), P == N
+        else:
+            queries = self.encoder_latent_query_embed.unsqueeze(0).expand(B, -1, -1)  # (B, N, D)
+            seq = torch.cat([patches, queries], dim=1)  # (B, P + N, D)
         h = self.hook_encoder_out(self.encoder(seq, keep_last=self.config.num_tokens))  # (B, N, D)
         projected, q = self.bottleneck(h, sample=sample, temperature=temperature)
         embeddings = self.bottleneck.out_linear(q.quantized)  # (B, N, D)

@@ -65,6 +65,9 @@ class TokenizerTask:
             from .locality import AttentionLocality
 
             m = cfg.model
+            if m.token_mode == "patch":
+                raise ValueError("the locality loss ties each holistic query to a cell of the frame; patch tokens "
+                                 "are tied to their patch already: set locality.weight to 0 for token_mode 'patch'")
             self.locality = AttentionLocality(cfg.locality, m.num_tokens, m.patch_grid, m.decoder_patch_grid)
 
     # -------------------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ codebook_usage_histogram       code counts (K,)
 embedding_scatter              (n, 2) coordinates, plotly with hover (embedding_scatter_static)
 token_id_grid / _heatmap       token ids (N,) or (B, N) (the heatmap: plotly, ids on hover)
 per_frame_psnr_figure          PSNR per frame (T,) [+ conditioning frames shaded]
+snapshot_grid                  SnapshotReport: snapshots x (clips' reconstructions, query maps)
+snapshot_curves                SnapshotReport: PSNR, codebook, prior bits, attention vs step
+token_grid_image               token ids (N,) [+ values (N,)] -> clickable grid image (grid_cell_at)
+difference_clip                edit difference (T, H, W) -> heat clip (3, T, H, W)
+energy_figure                  edit energy per frame (T,)
+influence_mosaic / _frames     InfluenceMap.maps (N, T, H, W): every token's map / one token's
+patching_bars                  PatchingSweep.means(): per position, what moved towards clip B
 =============================  ===============================================================
 
 :mod:`larp_lab.viz.notebook` holds what the notebooks share (``show_video``, ``show_frames``,
@@ -43,9 +50,28 @@ from .latent import (
 from .likelihood import likelihood_error_scatter, per_class_bars, surprisal_heatmap, surprisal_strip
 from .metrics import per_frame_psnr_figure
 from .notebook import comparison_grid, interleave, show_frames, show_video
+from .snapshots import snapshot_curves, snapshot_grid
+from .surgery import (
+    difference_clip,
+    energy_figure,
+    grid_cell_at,
+    influence_frames,
+    influence_mosaic,
+    patching_bars,
+    token_grid_image,
+    upscale_clip,
+)
 from .token_order import nll_order_curves, position_importance_bar, psnr_vs_k
 
 __all__ = [
+    "difference_clip",
+    "energy_figure",
+    "grid_cell_at",
+    "influence_frames",
+    "influence_mosaic",
+    "patching_bars",
+    "token_grid_image",
+    "upscale_clip",
     "LabFigure",
     "apply_colormap",
     "attention_grid",
@@ -71,6 +97,8 @@ __all__ = [
     "save_figure",
     "show_frames",
     "show_video",
+    "snapshot_curves",
+    "snapshot_grid",
     "surprisal_heatmap",
     "surprisal_strip",
     "token_id_grid",

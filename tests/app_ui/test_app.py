@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, save_micro_bundle
+from snapshot_helpers import add_snapshots_to_bundle
 
 from larp_lab.app import tour
 from larp_lab.app.tour import BROWSER_ARGS, running_app
@@ -24,8 +25,11 @@ CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/ch
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory):
-    """A micro bundle laid out like checkpoints/, trained (it says in its config.json) on moving digits."""
-    return save_micro_bundle(tmp_path_factory.mktemp("app") / "ckpts", data="digits")
+    """A micro bundle laid out like checkpoints/, trained (it says in its config.json) on moving digits, with
+    three training snapshots of its tokenizer (steps 10, 40, 160; the tokenizer itself: step 200)."""
+    root = save_micro_bundle(tmp_path_factory.mktemp("app") / "ckpts", data="digits")
+    add_snapshots_to_bundle(root, steps=(10, 40, 160), final_steps=200)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +107,46 @@ def test_generate_endpoint(app_url):
     assert read_video(path, 8).shape == (3, 8, 32, 32)
     with pytest.raises(Exception, match="unknown class|outside"):
         client.predict("99", 1.5, 1.0, 0, 1.0, 7, api_name="/generate")
+
+
+def test_surgery_endpoints(app_url):
+    """/edit_tokens, /swap_tokens and /token_influence through gradio_client (issue 19)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    a, b = (handle_file(str(REPO / "examples" / f"digits_{d}.mp4")) for d in (3, 7))
+    video, info = client.predict(a, "2:5, 4:9", api_name="/edit_tokens")
+    path = video["video"] if isinstance(video, dict) else video
+    assert read_video(path, 8).shape == (3, 8, 128, 3 * 128 + 8)  # original | edited | difference
+    assert info["edited_tokens"][2] == 5 and info["edited_tokens"][4] == 9 and len(info["energy_per_frame"]) == 8
+    assert set(info["changed_positions"]) <= {2, 4}
+    video, moved = client.predict(a, b, "all", "tokens", -1, api_name="/swap_tokens")
+    assert moved["centre_yx"]["patched"] == moved["centre_yx"]["B"] and moved["positions"] == list(range(16))
+    mosaic, inf = client.predict(a, 2, api_name="/token_influence")
+    assert len(inf["strength"]) == 16 and inf["replacement_codes"] == 2 and mosaic
+    with pytest.raises(Exception, match="position:code"):
+        client.predict(a, "nonsense", api_name="/edit_tokens")
+
+
+def test_snapshots_endpoint(app_url):
+    """/snapshots (issue 19, training snapshots): one snapshot by its step, its numbers and its figure."""
+    from gradio_client import Client
+    from PIL import Image
+
+    page = _components(app_url)  # the Training tab: a slider over the 3 snapshots and the final model, at the end
+    slider = page["snap_slider"]
+    assert (slider["minimum"], slider["maximum"], slider["value"], slider["interactive"]) == (0, 3, 3, True)
+    assert "the same held-out digits" in page["snap_intro"]["value"]
+    client = Client(app_url, verbose=False)
+    info, img = client.predict(40, api_name="/snapshots")
+    assert info["step"] == 40 and info["steps"] == [10, 40, 160, 200] and info["index"] == 1 and not info["final"]
+    assert 0 < info["psnr_db"] < 100 and 0 < info["codebook_usage"] <= 1 and info["uniform_bits_per_token"] == 6.0
+    with Image.open(img if isinstance(img, str) else img["path"]) as im:
+        assert im.size[0] > 100 and im.size[1] > 100
+    last, _ = client.predict(-1, api_name="/snapshots")
+    assert last["step"] == 200 and last["final"] and last["checkpoint"] == "larp-tiny-tokenizer"
+    with pytest.raises(Exception, match="no snapshot at step 41"):
+        client.predict(41, api_name="/snapshots")
 
 
 def test_bad_upload_gives_a_clear_error_and_the_app_keeps_serving(app_url, tmp_path):
@@ -202,4 +246,8 @@ def test_every_tab_at_desktop_and_phone_width(app_url, tmp_path):
         assert res.used[tab].startswith("The model saw: 8 frames (2.00-2.64 s"), res.used
         assert "128x128 resized to 32x32" in res.used[tab]
     assert "token " in res.token_hover and "code " in res.token_hover  # the token ids show on hover
+    # Training: "Show" gives the final model; the slider scrubs at both sizes (first snapshot, then the second)
+    assert res.scrub["shown"].startswith("step 200 (final) of 200 (the final model)"), res.scrub
+    assert res.scrub["1280x800"].startswith("step 10 of 200 (snapshot 1 of 4)"), res.scrub
+    assert res.scrub["390x844"].startswith("step 40 of 200 (snapshot 2 of 4)"), res.scrub
     assert len(res.video_box_h) == 14 and max(res.video_box_h.values()) <= tour.MAX_VIDEO_BOX_H
