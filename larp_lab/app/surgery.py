@@ -78,6 +78,17 @@ def _scale(size: int) -> int:
     return max(1, 128 // max(size, 1))
 
 
+def _ranges(positions: list[int]) -> str:
+    """[0, 1, 2, 3, 7, 10, 11] -> "0-3, 7, 10-11" (what parse_positions reads back)."""
+    out: list[str] = []
+    for p in sorted(set(positions)):
+        if out and p == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{p}"
+        else:
+            out.append(str(p))
+    return ", ".join(out)
+
+
 def _check(models: ModelCache, clip: SurgeryClip | None, tokenizer: str, what: str = "Tokenize a clip first."):
     if clip is None:
         raise ValueError(what)
@@ -256,7 +267,7 @@ def swap(models: ModelCache, ws: Workspace, tokenizer: str, clip_a: SurgeryClip 
         return [round(float(v), 2) for v in np.nan_to_num(c)]
 
     info: dict[str, Any] = {
-        "method": method, "positions": positions, "tokens_changed": int((new[0] != ids_a[0]).sum()),
+        "method": method, "positions": _ranges(positions), "tokens_changed": int((new[0] != ids_a[0]).sum()),
         "centre_yx": {"A": where(0), "B": where(1), "patched": where(2)},
         "velocity_yx_px_per_frame": {k: [round(float(v), 2) for v in props.velocity[i]]
                                      for i, k in enumerate(("A", "B", "patched"))},

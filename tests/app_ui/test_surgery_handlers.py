@@ -102,6 +102,8 @@ def test_swap_handler_all_positions_gives_clip_b(models, tok, tmp_path):
     assert read_video(r["video"], 8).shape == (3, 8, 128, 3 * 128 + 8)
     assert info["tokens_changed"] == sum(x != y for x, y in zip(a.indices, b.indices))
     assert info["centre_yx"]["patched"] == info["centre_yx"]["B"] and info["colour_rgb"]["patched"] == info["colour_rgb"]["B"]
+    assert info["positions"] == f"0-{N - 1}"
+    assert parse_positions(surgery._ranges([0, 1, 2, 3, 7, 10, 11]), N) == [0, 1, 2, 3, 7, 10, 11]
     none = surgery.swap(models, ws, "t", a, b, [])["info"]
     assert none["tokens_changed"] == 0 and none["centre_yx"]["patched"] == none["centre_yx"]["A"]
     q = surgery.swap(models, ws, "t", a, b, list(range(N)), method="queries", layer=-1)["info"]
