@@ -6,8 +6,9 @@ and look inside LARP's tokens.
 
 Models: bundled names (checkpoints/), checkpoint directories, official Hub repo ids (e.g.
 hywang66/LARP-L-long-tokenizer, -AR, -AR-FP) or untrained:<preset>. API endpoints:
-``/reconstruct`` (a video file in; the reconstruction MP4 and metrics out) and ``/generate``
-(class, CFG scale, temperature, top-k, top-p, seed in; an MP4 out).
+``/reconstruct`` (a video file in; the reconstruction MP4 and metrics out), ``/generate``
+(class, CFG scale, temperature, top-k, top-p, seed in; an MP4 out), ``/edit_tokens``, ``/swap_tokens``,
+``/token_influence`` (token surgery) and ``/snapshots`` (a training snapshot's numbers and pictures).
 
 This file is the UI layout and wiring only: the handlers live in ``larp_lab.app`` (calling
 ``larp_lab.pipelines``), the figures in ``larp_lab.viz``.
@@ -357,7 +358,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
                     s_inp_b, s_start_b = clip_input("Clip B (the donor)", "surb")
                     gr.Examples(examples, inputs=[s_inp_b], label=examples_label(data0))
                 with gr.Column():
-                    s_positions = gr.Textbox("0-31", label="Positions to take from B (e.g. 0-7, 12 or all)",
+                    s_positions = gr.Textbox(f"0-{max(cfg.num_tokens // 2 - 1, 0)}", label="Positions to take from B (e.g. 0-7, 12 or all)",
                                              elem_id="sur_positions")
                     s_method = gr.Radio(["tokens", "queries"], value="tokens", label="Swap")
                     s_layer = gr.Slider(0, last_index(cfg.encoder_depth), value=cfg.encoder_depth - 1, step=1,

@@ -64,7 +64,7 @@ def test_the_page_opens_on_moving_digits(app_url):
     from pathlib import Path
 
     page = _components(app_url)
-    assert len(page["examples"]) == 3  # Reconstruct, Predict, Explore
+    assert len(page["examples"]) == 5  # Reconstruct, Predict, Explore, Surgery (clip A and clip B)
     for ex in page["examples"]:
         names = [Path(row[0]["path"] if isinstance(row[0], dict) else row[0]).name for row in ex["samples"]]
         assert names[:5] == ["digits_3.mp4", "digits_5.mp4", "digits_7.mp4", "digits_9.mp4", "bigbuckbunny_128.mp4"]
