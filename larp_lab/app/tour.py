@@ -154,8 +154,9 @@ def _scrub(page, index: int, timeout_ms: int) -> str:
     """Move the Training tab's snapshot slider to ``index`` and wait for that snapshot's step line (returned)."""
     page.locator("#snap_slider input[type=range]").fill(str(index))
     want = f"snapshot {index + 1} of"
-    page.wait_for_function(f"() => (document.querySelector('#snap_step') || {{}}).innerText?.includes({want!r})"
-                           " && !!document.querySelector('#snap_grid img')", timeout=timeout_ms)
+    page.wait_for_function(f"() => {{ const t = (document.querySelector('#snap_step') || {{}}).innerText || '';"
+                           f" return t.includes({want!r}) && !t.includes('processing')"
+                           " && !!document.querySelector('#snap_grid img'); }", timeout=timeout_ms)
     return " ".join(page.locator("#snap_step").inner_text().split())
 
 
@@ -224,7 +225,9 @@ def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHO
                     res.used[name] = " ".join(page.locator(_USED[name]).inner_text().split())
                 if name == "Reconstruct":
                     res.token_hover = _hover_token_grid(page)
-                if name == "Training":
+                if name == "Training":  # the step line once Gradio's "processing" overlay has gone
+                    page.wait_for_function("() => !(document.querySelector('#snap_step') || {}).innerText"
+                                           "?.includes('processing')", timeout=timeout_ms)
                     res.scrub["shown"] = " ".join(page.locator("#snap_step").inner_text().split())
             for w, h in sizes:
                 page.set_viewport_size({"width": w, "height": h})

@@ -250,4 +250,4 @@ def test_every_tab_at_desktop_and_phone_width(app_url, tmp_path):
     assert res.scrub["shown"].startswith("step 200 (final) of 200 (the final model)"), res.scrub
     assert res.scrub["1280x800"].startswith("step 10 of 200 (snapshot 1 of 4)"), res.scrub
     assert res.scrub["390x844"].startswith("step 40 of 200 (snapshot 2 of 4)"), res.scrub
-    assert len(res.video_box_h) == 14 and max(res.video_box_h.values()) <= tour.MAX_VIDEO_BOX_H
+    assert len(res.video_box_h) == 22 and max(res.video_box_h.values()) <= tour.MAX_VIDEO_BOX_H
