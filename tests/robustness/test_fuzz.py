@@ -195,7 +195,7 @@ def config_dicts(draw, kind: str):
         d[key] = _nudge(d[key], draw)
     for key in draw(st.lists(st.sampled_from(keys), max_size=2, unique=True)):
         d.pop(key, None)
-    if draw(st.booleans()) and kind == "tokenizer" and isinstance(d.get("prior"), dict):
+    if draw(st.booleans()) and kind == "tokenizer" and isinstance(d.get("prior"), dict) and d["prior"]:
         prior = dict(d["prior"])
         k = draw(st.sampled_from(sorted(prior)))
         prior[k] = _nudge(prior[k], draw)
