@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import ConfigBase, ConfigError, check_at_least, check_positive
+from ..models.token_cells import locality_weights, token_grid  # the one token-cell geometry (also analysis's)
 
 
 @dataclass
@@ -62,45 +63,6 @@ class LocalityConfig(ConfigBase):
     def end_step(self) -> int:
         """First step at which the weight is 0."""
         return self.hold_steps + self.anneal_steps
-
-
-def token_grid(num_tokens: int, patch_grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """A cell grid (gt, gh, gw) of ``num_tokens`` cells shaped like ``patch_grid`` (t, h, w).
-
-    Among all factorisations gt*gh*gw = N, picks the one closest to the patch grid in log-ratio,
-    spatial axes counting twice as much as time: 16 tokens over (2, 4, 4) -> (1, 4, 4), 256 over
-    (4, 8, 8) -> (4, 8, 8), 64 over (2, 4, 4) -> (4, 4, 4); set
-    :attr:`LocalityConfig.grid` for another layout.
-    """
-    best, best_score = None, float("inf")
-    for gt in range(1, num_tokens + 1):
-        if num_tokens % gt:
-            continue
-        rest = num_tokens // gt
-        for gh in range(1, rest + 1):
-            if rest % gh:
-                continue
-            gw = rest // gh
-            score = (abs(math.log(gt / patch_grid[0])) + 2 * abs(math.log(gh / patch_grid[1]))
-                     + 2 * abs(math.log(gw / patch_grid[2])) + 0.01 * abs(math.log(gh / gw)))
-            if score < best_score - 1e-9:
-                best, best_score = (gt, gh, gw), score
-    assert best is not None
-    return best
-
-
-def _centres(grid: tuple[int, int, int]) -> Tensor:
-    """(G, 3) cell centres in [0, 1] per axis, row-major over (t, h, w) like the patch sequence."""
-    axes = [(torch.arange(g, dtype=torch.float64) + 0.5) / g for g in grid]
-    t, h, w = torch.meshgrid(*axes, indexing="ij")
-    return torch.stack([t.flatten(), h.flatten(), w.flatten()], dim=1)
-
-
-def locality_weights(cells: tuple[int, int, int], patches: tuple[int, int, int]) -> Tensor:
-    """float32 (N, P): w = exp(-d^2), d = distance of patch j from token i's cell, in cell widths."""
-    scale = torch.tensor(cells, dtype=torch.float64)
-    d = (_centres(patches)[None, :, :] - _centres(cells)[:, None, :]) * scale  # (N, P, 3)
-    return torch.exp(-(d**2).sum(-1)).float()
 
 
 class AttentionLocality:

@@ -213,7 +213,7 @@ def test_measure_refuses_mixed_runs_and_bad_queries(run, tmp_path):
 
 
 def test_token_cells_match_the_training_locality_loss():
-    """The geometry in larp_lab.models.token_cells is the one the locality loss trains with."""
+    """The geometry in larp_lab.models.token_cells is the one the locality loss trains with (it imports it)."""
     from larp_lab.training import locality as train_loc
 
     for n, grid in ((16, (2, 4, 4)), (64, (2, 8, 8)), (256, (4, 8, 8)), (16, (2, 8, 8)), (12, (3, 4, 4))):
