@@ -26,6 +26,7 @@ near 0). Pairs whose A and B differ too little in p are left out of that propert
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -206,13 +207,10 @@ class PatchingSweep:
 
     def means(self) -> dict[str, np.ndarray]:
         """(G,) nan-means of each property over the pairs (and the flip rate)."""
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return {k: np.nanmean(getattr(self, k), axis=1) for k in ("identity", "position", "motion", "colour")} | {
-                    "flip_rate": self.flipped.mean(1)}
+        with warnings.catch_warnings():  # a group whose pairs were all left out has mean NaN, not a warning
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = {k: np.nanmean(getattr(self, k), axis=1) for k in ("identity", "position", "motion", "colour")}
+        return means | {"flip_rate": self.flipped.mean(1)}
 
     def table(self) -> list[dict]:
         m = self.means()
