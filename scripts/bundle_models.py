@@ -255,13 +255,20 @@ def learning_curve(log: dict, path: Path) -> Path:
 def ship(src_model: Path, name: str, dest: Path, dtype=torch.float16) -> Path:
     """Write the model into ``dest/name`` (fp16 storage, the training metadata kept): first beside it,
     then swapped in, so an interrupted run never leaves a half-written bundled model."""
+    cfg = json.loads((src_model / "config.json").read_text())
+    model = (LARPTokenizer if cfg["model"] == "tokenizer" else LARPGenerator).from_pretrained(src_model)
+    return swap_in(dest, name, lambda tmp: model.save_pretrained(
+        tmp, metadata={**cfg.get("metadata", {}), "bundled": name}, dtype=dtype))
+
+
+def swap_in(dest: Path, name: str, write) -> Path:
+    """Write ``dest/name`` whole: ``write(tmp)`` fills ``dest/.name.new``, which then replaces the old folder
+    (renamed aside first and removed last), so an interrupted run never leaves a half-written one."""
     dst, tmp, old = dest / name, dest / f".{name}.new", dest / f".{name}.old"
     for d in (tmp, old):
         if d.exists():
             shutil.rmtree(d)
-    cfg = json.loads((src_model / "config.json").read_text())
-    model = (LARPTokenizer if cfg["model"] == "tokenizer" else LARPGenerator).from_pretrained(src_model)
-    model.save_pretrained(tmp, metadata={**cfg.get("metadata", {}), "bundled": name}, dtype=dtype)
+    write(tmp)
     if dst.exists():
         dst.rename(old)
     tmp.rename(dst)
@@ -292,23 +299,19 @@ def ship_snapshots(src: Path, dest: Path, limit_mb: float = BUNDLE_LIMIT_MB) -> 
                    key=lambda d: int(d.name[4:]))
     if not snaps:
         return []
-    dst, tmp, old = dest / SNAPSHOTS_NAME, dest / f".{SNAPSHOTS_NAME}.new", dest / f".{SNAPSHOTS_NAME}.old"
+    dst = dest / SNAPSHOTS_NAME
     rest = sum(f.stat().st_size for f in dest.rglob("*") if f.is_file() and not f.is_relative_to(dst)
                and not f.name.startswith("."))
     sizes = [sum(f.stat().st_size for f in d.iterdir()) for d in snaps]
     steps = pick_snapshots([int(d.name[4:]) for d in snaps], sizes, int(limit_mb * 2**20) - rest)
-    for d in (tmp, old):
-        if d.exists():
-            shutil.rmtree(d)
-    tmp.mkdir()
-    for d in snaps:
-        if int(d.name[4:]) in steps:
-            shutil.copytree(d, tmp / d.name)
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    if old.exists():
-        shutil.rmtree(old)
+
+    def copy(tmp: Path) -> None:
+        tmp.mkdir()
+        for d in snaps:
+            if int(d.name[4:]) in steps:
+                shutil.copytree(d, tmp / d.name)
+
+    swap_in(dest, SNAPSHOTS_NAME, copy)
     return steps
 
 
