@@ -353,7 +353,9 @@ class TokenizerConfig(ConfigBase):
     prior: PriorConfig | None = field(default_factory=lambda: PRIOR_PRESETS["gptc-S"]())
     #: ``"holistic"`` (LARP: N learned queries read the patches; the official model) or ``"patch"`` (the
     #: baseline LARP is compared with: the encoder's outputs at the P patches are the tokens, in raster
-    #: order (t, h, w); needs P == num_tokens; no query parameters). Everything after the encoder is shared.
+    #: order (t, h, w); needs P == num_tokens; no query parameters; the decoder's table over the tokens is
+    #: then each patch's mean 3-D position, :func:`~larp_lab.models.layers.patch_token_pe`, not a 1-D one over
+    #: the index). Everything else after the encoder is shared.
     token_mode: Literal["holistic", "patch"] = "holistic"
 
     # -- derived sizes -------------------------------------------------------------------------

@@ -13,6 +13,8 @@ Modules (figures for all of these live in :mod:`larp_lab.viz`):
 * :mod:`.latent` -- codebook usage, UMAP / PCA maps of codes and clips, nearest clips;
 * :mod:`.surgery` -- edit a clip's tokens, the prior's alternatives at a position, token influence
   maps ("where does this token act", "which tokens control this pixel");
+* :mod:`.compare` -- the same measurements of several tokenizers on the same clips (holistic vs
+  patch tokens: reconstruction, prior bits, prefix curve, position importance, influence);
 * :mod:`.patching` -- swap tokens or encoder query outputs between clips and measure what moved
   (digit, position, motion, colour); patch the generator's class embedding or residual stream.
 
@@ -34,6 +36,7 @@ from .attention import (
     specialisation_summary,
     upsample_maps,
 )
+from .compare import TokenizerComparison, TokenizerReport, compare_tokenizers, top_share
 from .dataset import EncodedDataset, encode_dataset
 from .latent import (
     clip_embeddings,
@@ -110,6 +113,10 @@ from .token_order import (
 )
 
 __all__ = [
+    "TokenizerComparison",
+    "TokenizerReport",
+    "compare_tokenizers",
+    "top_share",
     "ClipProperties",
     "GeneratorPatch",
     "PatchingSweep",

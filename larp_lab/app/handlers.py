@@ -22,7 +22,7 @@ import torch
 
 from .. import pipelines, viz
 from ..analysis import encoder_attention, prior_surprisal, query_attention_maps, upsample_maps
-from ..bundled import DEFAULT_GENERATOR, DEFAULT_TOKENIZER, describe_training, training_data
+from ..bundled import DEFAULT_GENERATOR, DEFAULT_TOKENIZER, describe_training, model_metadata, training_data
 from ..data.video import VideoLimits
 from .cache import ModelCache
 from .figures import codebook_umap, image
@@ -89,6 +89,24 @@ def generator_classes(models: ModelCache, generator: str) -> dict[str, Any]:
     return {"names": names, "data": training_data(generator, DEFAULT_GENERATOR)}
 
 
+def check_pairing(models: ModelCache, tokenizer: str, generator: str) -> None:
+    """Raise ValueError unless ``generator`` learned the tokens of ``tokenizer``. Sizes alone cannot
+    tell (the bundled patch tokenizer has the holistic one's 64 tokens over 1024 codes, so the bundled
+    generator would sample sequences it decodes into noise): a generator whose config.json metadata
+    names its ``tokenizer`` pairs with that one only; one that names none pairs with any holistic
+    tokenizer of its sizes, never with a patch-token one."""
+    meta = model_metadata(generator, DEFAULT_GENERATOR)
+    tok_cfg = models.tokenizer(tokenizer).config
+    named = meta.get("tokenizer")
+    if isinstance(named, str) and named:
+        if Path(named).name != Path(tokenizer.rstrip("/")).name:
+            raise ValueError(f"{generator} learned the tokens of {named}, not of {tokenizer}: pick {named} as the "
+                             "tokenizer to use it")
+    elif getattr(tok_cfg, "token_mode", "holistic") == "patch":
+        raise ValueError(f"{tokenizer} makes patch tokens; {generator} learned holistic tokens and would decode into "
+                         "noise with it. Pick the holistic tokenizer (larp-tiny-tokenizer) to generate or predict.")
+
+
 # ------------------------------------------------------------------------------------------------
 # reconstruct
 # ------------------------------------------------------------------------------------------------
@@ -125,6 +143,8 @@ def reconstruct_from_prefix(models: ModelCache, ws: Workspace, tokenizer: str, g
         raise ValueError("no generator is loaded to complete the tokens")
     tok = models.tokenizer(tokenizer)
     gen = models.generator(generator) if method == "generator" else None
+    if gen is not None:
+        check_pairing(models, tokenizer, generator)
     c = pipelines.complete(tok, indices, int(k), generator=gen, reference=video)
     path = pipelines.save_video(ws.new("prefix") / f"first_{c.k}_tokens_{method}.mp4", c.video)
     metrics = {"k": c.k, "method": method, "tokens_changed": c.metrics["tokens_changed"]}
@@ -144,10 +164,15 @@ def generate(models: ModelCache, ws: Workspace, tokenizer: str, generator: str, 
              cfg_scale: float, temperature: float, top_k: int, top_p: float, seed: int) -> dict[str, Any]:
     """``num_samples`` clips of one class as MP4s, with each sample's mean NLL per token."""
     tok, gen = models.tokenizer(tokenizer), models.generator(generator)
+    check_pairing(models, tokenizer, generator)
     for name, v, lo, hi in (("CFG scale", cfg_scale, 0.0, 20.0), ("temperature", temperature, 0.0, 5.0),
                             ("top-p", top_p, 0.0, 1.0), ("top-k", top_k, 0, gen.config.vocab_size),
                             ("the number of samples", num_samples, 1, MAX_SAMPLES)):
-        if v is None or not (lo <= float(v) <= hi):
+        try:
+            inside = v is not None and lo <= float(v) <= hi
+        except (TypeError, ValueError, OverflowError):  # not a number (a list or text through the API)
+            inside = False
+        if not inside:
             raise ValueError(f"{name} must lie in [{lo}, {hi}]")
     g = pipelines.generate(tok, gen, class_name, num_samples=int(num_samples), cfg_scale=float(cfg_scale),
                            temperature=float(temperature), top_k=int(top_k), top_p=float(top_p), seed=int(seed))
@@ -164,6 +189,7 @@ def predict(models: ModelCache, ws: Workspace, tokenizer: str, predictor: str, v
             limits: VideoLimits = APP_LIMITS) -> dict[str, Any]:
     """Truth | prediction (one MP4) and the prediction's PSNR next to the repeat-last-frame baseline."""
     tok, pred = models.tokenizer(tokenizer), models.predictor(predictor)
+    check_pairing(models, tokenizer, predictor)
     p = pipelines.predict(tok, pred, _need_video(video_path), cond_frames=int(cond_frames), seed=int(seed),
                           start_time=_start(start_time), limits=limits)
     path = pipelines.save_side_by_side(ws.new("pred") / "prediction.mp4", p.truth, p.prediction)

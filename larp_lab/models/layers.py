@@ -75,6 +75,29 @@ def sincos_3d(dim: int, grid_t: int, grid_h: int, grid_w: int) -> Tensor:
     return table.reshape(1, grid_t * grid_h * grid_w, dim).to(torch.float32)
 
 
+def _overlap(size: int, enc: int, dec: int) -> Tensor:
+    """(size/enc, size/dec) float64: the share of encoder patch i (length ``enc``) that decoder patch j
+    (length ``dec``) covers along one axis of ``size`` pixels or frames; rows sum to 1."""
+    a = torch.arange(size)
+    return torch.nn.functional.one_hot(a // enc).double().T @ torch.nn.functional.one_hot(a // dec).double() / enc
+
+
+def patch_token_pe(decoder_table: Tensor, clip: tuple[int, int, int], patch: tuple[int, int],
+                   decoder_patch: tuple[int, int]) -> Tensor:
+    """The decoder's table over *patch* tokens (``token_mode="patch"``): each token's entry is the mean of
+    the decoder's 3-D table (1, Td*Hd*Wd, D) over the pixels its encoder patch covers, so a token carries
+    its place in the decoder's own coordinates (a 1-D table over the token index would leave the decoder
+    to learn, from nothing, where each patch lies). ``clip`` is (T, H, W); ``patch`` and
+    ``decoder_patch`` are (temporal, spatial) patch sizes that divide it. Returns float32
+    (1, Te*He*We, D) in the encoder's raster order (t, h, w)."""
+    (T, H, W), (pt, p), (dt, dp) = clip, patch, decoder_patch
+    at, ah, aw = _overlap(T, pt, dt), _overlap(H, p, dp), _overlap(W, p, dp)
+    D = decoder_table.shape[-1]
+    table = decoder_table.double().reshape(T // dt, H // dp, W // dp, D)
+    out = torch.einsum("it,jh,kw,thwd->ijkd", at, ah, aw, table)
+    return out.reshape(1, -1, D).to(torch.float32)
+
+
 def sincos_latent(dim: int, num_tokens: int, base: float = 10000.0) -> Tensor:
     """The decoder's 1-D table over token positions; float32 (1, N, D)."""
     return sincos_1d(dim, torch.arange(num_tokens), base=base).to(torch.float32).unsqueeze(0)

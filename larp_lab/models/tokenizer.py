@@ -39,7 +39,7 @@ from .capture import (
     hook_filter,
     name_hook_points,
 )
-from .layers import HookPoint, PatchEmbed3D, ViTStack, sincos_3d, sincos_latent
+from .layers import HookPoint, PatchEmbed3D, ViTStack, patch_token_pe, sincos_3d, sincos_latent
 from .prior import LARPPrior, PriorLoss
 from .quantizer import Bottleneck
 
@@ -169,8 +169,13 @@ class LARPTokenizer(HookedMixin, PretrainedMixin, nn.Module):
         if dev.type == "meta":
             return
         self.encoder_patch_pe.copy_(sincos_3d(c.encoder_hidden_size, *c.patch_grid))
-        self.decoder_latent_pe.copy_(sincos_latent(c.decoder_hidden_size, c.num_tokens, c.latent_pe_scale_factor))
         self.decoder_patch_query_embed.copy_(sincos_3d(c.decoder_hidden_size, *c.decoder_patch_grid))
+        if c.token_mode == "patch":
+            self.decoder_latent_pe.copy_(patch_token_pe(
+                self.decoder_patch_query_embed, (c.frame_num, c.input_size, c.input_size),
+                (c.temporal_patch_size, c.patch_size), (c.decoder_temporal_patch_size, c.decoder_patch_size)))
+        else:
+            self.decoder_latent_pe.copy_(sincos_latent(c.decoder_hidden_size, c.num_tokens, c.latent_pe_scale_factor))
         self._table_cache = {}
 
     def _table(self, kind: str, grid: tuple[int, int, int], like: Tensor) -> Tensor:

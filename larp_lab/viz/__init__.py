@@ -31,6 +31,8 @@ difference_clip                edit difference (T, H, W) -> heat clip (3, T, H, 
 energy_figure                  edit energy per frame (T,)
 influence_mosaic / _frames     InfluenceMap.maps (N, T, H, W): every token's map / one token's
 patching_bars                  PatchingSweep.means(): per position, what moved towards clip B
+comparison_figure              TokenizerComparison: holistic vs patch (prefix curve, importance, prior bits)
+clip_rows_figure               labelled rows of frames [(label, clip (3, T, H, W))]
 =============================  ===============================================================
 
 :mod:`larp_lab.viz.notebook` holds what the notebooks share (``show_video``, ``show_frames``,
@@ -38,6 +40,7 @@ patching_bars                  PatchingSweep.means(): per position, what moved t
 """
 
 from .attention import attention_grid, layer_head_grid, overlay_video, query_centroid_scatter, rollout_figure
+from .compare import clip_rows_figure, comparison_figure
 from .figure import LabFigure, apply_colormap, category_colors, figure_to_array, new_figure, save_figure
 from .latent import (
     codebook_usage_histogram,
@@ -77,6 +80,8 @@ __all__ = [
     "attention_grid",
     "category_colors",
     "codebook_usage_histogram",
+    "clip_rows_figure",
+    "comparison_figure",
     "comparison_grid",
     "embedding_scatter",
     "embedding_scatter_static",

@@ -208,3 +208,28 @@ def test_a_tokenizer_that_does_not_say_gets_no_training_note(models, tmp_path):
     r = handlers.reconstruct(models, handlers.Workspace(tmp_path / "ws"), "t", str(CLIP))
     assert r["trained_on"] is None and training_note(None) == ""
     assert handlers.generator_classes(models, "g") == {"names": [f"class {i}" for i in range(10)], "data": None}
+
+
+def test_generators_pair_only_with_the_tokens_they_learned(models, gen, tmp_path):
+    """Sizes cannot tell a patch tokenizer's tokens from a holistic one's: the handlers refuse the pair
+    (a generator naming its tokenizer in config.json pairs with that one only)."""
+    from larp_lab.config import TOKENIZER_PRESETS
+    from larp_lab.models.tokenizer import LARPTokenizer
+
+    torch.manual_seed(3)
+    patch = LARPTokenizer(TOKENIZER_PRESETS["micro"]().replace(token_mode="patch", temporal_patch_size=8)).eval()
+    models._cache[("tokenizer", "pt")] = patch
+    ws = handlers.Workspace(tmp_path / "ws")
+    handlers.check_pairing(models, "t", "g")  # no metadata, holistic tokens: fine
+    with pytest.raises(ValueError, match="pt makes patch tokens; g learned holistic tokens"):
+        handlers.generate(models, ws, "pt", "g", "class 3", 1, 1.0, 1.0, 0, 1.0, 0)
+    with pytest.raises(ValueError, match="makes patch tokens"):
+        handlers.predict(models, ws, "pt", "p", str(CLIP), 3, 0)
+    with pytest.raises(ValueError, match="makes patch tokens"):
+        handlers.reconstruct_from_prefix(models, ws, "pt", "g", [0] * 16, None, 4, "generator")
+    assert handlers.reconstruct_from_prefix(models, ws, "pt", None, [0] * 16, None, 4, "prior")["metrics"]["k"] == 4
+    named = tmp_path / "gen_of_pt"
+    gen.save_pretrained(named, metadata={"tokenizer": "pt"})
+    handlers.check_pairing(models, "pt", str(named))  # it says it learned pt's tokens
+    with pytest.raises(ValueError, match="learned the tokens of pt, not of t"):
+        handlers.check_pairing(models, "t", str(named))

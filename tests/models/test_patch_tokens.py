@@ -80,3 +80,33 @@ def test_the_digits_recipe_trains_patch_tokens(tmp_path):
     d["locality"] = {"weight": 0.1, "hold_steps": 2, "anneal_steps": 2}
     with pytest.raises(ValueError, match="locality"):
         train_tokenizer(train_config_from_dict(d, "tokenizer"), tmp_path / "run2", device="cpu", progress=False)
+
+
+def test_patch_tokens_tell_the_decoder_where_they_lie():
+    """In patch mode the decoder's table over the tokens is each patch's mean 3-D position in the
+    decoder's own coordinates (brute force: every pixel takes its decoder patch's entry, then the
+    mean over the encoder patch's pixels); holistic tokens keep LARP's 1-D table over the index."""
+    from larp_lab.models.layers import patch_token_pe, sincos_3d, sincos_latent
+
+    T, H, W, D = 8, 16, 16, 8
+    table = sincos_3d(D, T // 4, H // 4, W // 4)  # decoder patches 4x4x4
+    per_pixel = table.reshape(T // 4, H // 4, W // 4, D).repeat_interleave(4, 0).repeat_interleave(4, 1)
+    per_pixel = per_pixel.repeat_interleave(4, 2)  # (T, H, W, D)
+    brute = per_pixel.reshape(T // 2, 2, H // 8, 8, W // 8, 8, D).mean(dim=(1, 3, 5)).reshape(1, -1, D)
+    assert torch.allclose(patch_token_pe(table, (T, H, W), (2, 8), (4, 4)), brute, atol=1e-6)
+    # the same region under another decoder grid: a 1x1x1 decoder patch everywhere gives the plain mean
+    fine = sincos_3d(D, T, H, W)
+    exact = fine.reshape(T // 2, 2, H // 8, 8, W // 8, 8, D).mean(dim=(1, 3, 5)).reshape(1, -1, D)
+    assert torch.allclose(patch_token_pe(fine, (T, H, W), (2, 8), (1, 1)), exact, atol=1e-6)
+
+    cfg = _patch_cfg()
+    tok = LARPTokenizer(cfg)
+    want = patch_token_pe(tok.decoder_patch_query_embed, (cfg.frame_num, cfg.input_size, cfg.input_size),
+                          (cfg.temporal_patch_size, cfg.patch_size),
+                          (cfg.decoder_temporal_patch_size, cfg.decoder_patch_size))
+    assert torch.equal(tok.decoder_latent_pe, want)
+    assert len({tuple(r.tolist()) for r in want[0]}) == cfg.num_tokens  # every token its own place
+    holistic = LARPTokenizer(TOKENIZER_PRESETS["micro"]())
+    c = holistic.config
+    assert torch.equal(holistic.decoder_latent_pe, sincos_latent(c.decoder_hidden_size, c.num_tokens,
+                                                                 c.latent_pe_scale_factor))
