@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 EXIT_USAGE = 2
@@ -437,11 +438,40 @@ def cmd_train_classifier(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.sampling:
+        from .bench_sampling import config_from_args, run_sampling_benchmarks
+
+        out = args.out or f"benchmarks/sampling_{args.device.replace(':', '')}.json"
+        run_sampling_benchmarks(config_from_args(args, args.device), out=out)
+        return 0
     from .bench import run_benchmarks
 
     out = args.out or f"benchmarks/results_{args.device.replace(':', '')}.json"
     run_benchmarks(args.device, quick=args.quick, out=out, compile_=args.compile)
     return 0
+
+
+def _csv(kind: type) -> Callable[[str], tuple]:
+    return lambda s: tuple(kind(x) for x in s.split(",") if x)
+
+
+def _sampling_bench_arguments(p) -> None:
+    """Options of ``bench --sampling`` (larp_lab.bench_sampling.SamplingBenchConfig; no torch import here)."""
+    p.add_argument("--model", default="tiny", help="generator preset (random weights) or checkpoint whose sizes to use")
+    p.add_argument("--batches", type=_csv(int), default=(1, 8, 64), help="comma-separated (default 1,8,64)")
+    p.add_argument("--lengths", type=_csv(int), default=(64, 256, 1024), help="comma-separated (default 64,256,1024)")
+    p.add_argument("--cfg-scales", type=_csv(float), default=(1.0, 1.5), help="comma-separated (default 1.0,1.5)")
+    p.add_argument("--repeat", type=int, default=3, help="timed calls per job (median; after one warm-up)")
+    p.add_argument("--no-official", action="store_true", help="skip the comparison with the official LARP code")
+    p.add_argument("--official-repo", default=None,
+                   help="a copy of github.com/hywang66/LARP (git dir or checkout; default $LARP_OFFICIAL_REPO, "
+                   "then /work/.mirror/hywang66+LARP/repo)")
+    p.add_argument("--compiled", action="store_true", help="also time sample(compiled=True) (torch.compile)")
+    p.add_argument("--profile", default="8,256,1.5", help="batch,length,cfg of the per-step profile, or 'none'")
+    p.add_argument("--profile-only", action="store_true", help="only the per-step profile, no grid")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument("--micro-calls", type=int, default=200,
+                   help="most calls per timing of a small kernel (GEMM shapes, profile parts); fewer = quicker, noisier")
 
 
 def _print_result(res: dict, out: str) -> None:
@@ -556,7 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu")
     b.add_argument("--quick", action="store_true", help="fewer repeats and shorter sequences")
     b.add_argument("--compile", action="store_true", help="also measure torch.compile (GPU)")
-    b.add_argument("--out", default=None, help="JSON file (default benchmarks/results_<device>.json)")
+    b.add_argument("--out", default=None, help="JSON file (default benchmarks/results_<device>.json, "
+                   "benchmarks/sampling_<device>.json with --sampling)")
+    b.add_argument("--sampling", action="store_true",
+                   help="the sampling benchmark instead: tokens/s over batch x length x CFG, the FLOP floor, the "
+                   "official code, a per-step profile (the options below)")
+    _sampling_bench_arguments(b.add_argument_group("sampling benchmark (with --sampling)"))
     b.set_defaults(func=cmd_bench)
 
     n = sub.add_parser("snapshots", help="how the latent space forms: a tokenizer's training snapshots on the same "

@@ -292,11 +292,13 @@ def pick_snapshots(steps: list[int], sizes: list[int], budget_bytes: int) -> lis
     return []
 
 
-def ship_snapshots(src: Path, dest: Path, limit_mb: float = BUNDLE_LIMIT_MB) -> list[int]:
+def ship_snapshots(src: Path, dest: Path, limit_mb: float = BUNDLE_LIMIT_MB, final_step: int | None = None) -> list[int]:
     """Copy the training snapshots ``src/step<NNNNNN>`` into ``dest/<tokenizer>-snapshots`` (swapped in
-    whole), as many as keep the bundle under ``limit_mb``; returns the steps shipped."""
-    snaps = sorted((d for d in src.glob("step[0-9]*") if (d / "model.safetensors").is_file()),
-                   key=lambda d: int(d.name[4:]))
+    whole), as many as keep the bundle under ``limit_mb``; returns the steps shipped. A snapshot at
+    ``final_step`` (the trained tokenizer's own step) is the bundled tokenizer itself: not shipped twice
+    (the snapshot readers close every list with the trained model)."""
+    snaps = sorted((d for d in src.glob("step[0-9]*") if (d / "model.safetensors").is_file()
+                    and int(d.name[4:]) != final_step), key=lambda d: int(d.name[4:]))
     if not snaps:
         return []
     dst = dest / SNAPSHOTS_NAME
@@ -415,7 +417,8 @@ def main() -> int:
     (a.dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_cards(infos, metrics, tok, gen, pred, clf_log, hw, clip, a.dest, classifier_card=kept_clf is None)
     if snap_src is not None and snap_src.is_dir():  # last: they take what the bundle's size limit leaves
-        shipped = ship_snapshots(snap_src, a.dest)
+        final = (blog or {}).get("stages", {}).get("tokenizer", {}).get("steps")
+        shipped = ship_snapshots(snap_src, a.dest, final_step=final if isinstance(final, int) else None)
         metrics["snapshots"] = {"steps": shipped, "dir": SNAPSHOTS_NAME}
         (a.dest / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print(f"snapshots shipped: steps {shipped}")

@@ -26,7 +26,11 @@ Decisions (official_layout.md section 4):
   decodes both.
 * Sampling uses a preallocated KV cache of length ``cls_token_num + N`` (no rounding to 8 is
   needed since attention reads only the filled part), one batched forward for the cond and null
-  halves, and no host synchronisation per step.
+  halves, and no host synchronisation per step. Decode steps run through
+  :class:`~larp_lab.models.decoding.FastDecoder` (the same kernels on the weights, no module calls)
+  and :class:`~larp_lab.models.decoding.TokenPicker` (``torch.multinomial``'s own draw without its
+  host-synchronising checks): bit-identical logits and ids to the module path, which still runs
+  while hooks or :func:`~larp_lab.models.layers.plain_attention` are active.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from ..checkpoint import PretrainedMixin
 from ..config import GeneratorConfig
 from ..official import GENERATOR_FORMAT
 from .capture import HookedMixin, name_hook_points
+from .decoding import FastDecoder, KVCache, TokenPicker, compiled_static_step, fast_path_available
 from .layers import HookPoint, RMSNorm, SwiGLU, attention, sincos_1d
 
 
@@ -70,34 +75,7 @@ def check_tokenizer_fit(config: GeneratorConfig, tok_config) -> None:
 # ================================================================================================
 
 
-class KVCache:
-    """Static per-layer key/value buffers (B, H_kv, L_max, hd), filled left to right.
-
-    Not a module and never part of the state dict.
-    """
-
-    def __init__(self, n_layer: int, batch: int, n_kv: int, max_len: int, head_dim: int, device, dtype) -> None:
-        shape = (batch, n_kv, max_len, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.max_len = max_len
-        self.batch = batch
-
-    def update(self, layer: int, start: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Write k, v (B, H_kv, L, hd) at positions [start, start+L); return the filled prefix."""
-        end = start + k.shape[2]
-        if end > self.max_len:
-            raise ValueError(f"KV cache overflow: position {end} > {self.max_len}")
-        B = k.shape[0]
-        self.k[layer][:B, :, start:end] = k
-        self.v[layer][:B, :, start:end] = v
-        return self.k[layer][:B, :, :end], self.v[layer][:B, :, :end]
-
-    def shrink(self, batch: int) -> None:
-        """Keep only the first ``batch`` rows (e.g. drop the null half when CFG stops)."""
-        self.k = [t[:batch] for t in self.k]
-        self.v = [t[:batch] for t in self.v]
-        self.batch = batch
+# KVCache (static per-layer buffers written in place) lives in decoding.py with the fast decode step.
 
 
 # ================================================================================================
@@ -462,6 +440,7 @@ class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
         prefix: Tensor | None = None,
         use_cache: bool = True,
         progress: bool = False,
+        compiled: bool = False,
     ) -> Tensor:
         """Generate token sequences, optionally continuing fixed first tokens.
 
@@ -477,6 +456,10 @@ class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
                 KV cache, both CFG halves) and sampling continues at position k; no random draw is
                 spent on them.
             use_cache: False runs the full sequence at every step (the slow reference path).
+            compiled: run the decode steps through ``torch.compile`` of the static-shape step
+                (:meth:`~larp_lab.models.decoding.FastDecoder.step_static`; compiles on first use).
+                Off by default: it samples from the same distribution, but its logits differ from
+                the eager path's in the last bits, so the ids for a seed can differ.
         Returns:
             int64 (B, length), starting with ``prefix`` when given.
         """
@@ -504,8 +487,9 @@ class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
         was_training = self.training
         self.eval()
         try:
-            run = self._sample_cached if use_cache else self._sample_uncached
-            return run(cond, prefix, n, use_cfg, opts, generator, progress)
+            if not use_cache:
+                return self._sample_uncached(cond, prefix, n, use_cfg, opts, generator, progress)
+            return self._sample_cached(cond, prefix, n, use_cfg, opts, generator, progress, compiled)
         finally:
             self.train(was_training)
 
@@ -542,14 +526,26 @@ class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
             generator=generator,
         )
 
-    def _sample_cached(self, cond, prefix, n, use_cfg, opts, generator, progress) -> Tensor:
+    def _sample_cached(self, cond, prefix, n, use_cfg, opts, generator, progress, compiled=False) -> Tensor:
         """KV-cache path: prefill the condition (B or 2B rows), then the prefix (B, k) as one block,
-        then one decode step per new token. Returns int64 (B, n)."""
+        then one decode step per new token. Returns int64 (B, n).
+
+        The decode steps run through :class:`~larp_lab.models.decoding.FastDecoder` (bit-identical
+        to :meth:`decode_step`) and tokens are picked by :class:`~larp_lab.models.decoding.TokenPicker`
+        (the same draws as ``torch.multinomial``), unless hooks, plain attention or
+        :func:`~larp_lab.models.decoding.module_decoding` are active; tokens are collected in a list
+        and written once."""
         C = self.config.cls_token_num
         B, k = prefix.shape
         cache = self.new_cache(cond.shape[0])
         out = torch.empty(B, n, dtype=torch.long, device=self.device)
         out[:, :k] = prefix
+        fast = fast_path_available(self)
+        if fast:
+            pick = TokenPicker(B, opts, generator)
+        else:  # the module path as it always was (hooks, plain attention, module_decoding())
+            def pick(logits: Tensor, cfg_on: bool) -> Tensor:
+                return self._pick(logits, B, cfg_on, opts, generator)
         logits = self.prefill(cond, cache)[:, -1]  # (rows, V): predicts token 0
         cfg_on = self._cfg_guides(k, use_cfg, opts)
         if use_cfg and not cfg_on:
@@ -557,22 +553,38 @@ class LARPGenerator(HookedMixin, PretrainedMixin, nn.Module):
         if k:
             feed = torch.cat([prefix, prefix]) if cfg_on else prefix  # (rows, k) at positions [C, C + k)
             logits = self.decode_step(feed, C, cache)[:, -1]  # predicts token k
-        tok = self._pick(logits, B, cfg_on, opts, generator)  # (B, 1)
-        out[:, k : k + 1] = tok
+        tok = pick(logits, cfg_on)  # (B, 1)
+        toks = [tok]
         steps = range(k + 1, n)
         if progress:
             from tqdm.auto import tqdm
 
             steps = tqdm(steps, desc="sampling", leave=False)
-        for j in steps:  # token j, feeding token j - 1 at position C + j - 1
-            if cfg_on and not self._cfg_guides(j, use_cfg, opts):
-                cfg_on = False
-                cache.shrink(B)
-            inp = torch.cat([tok, tok]) if cfg_on else tok
-            logits = self.decode_step(inp, C + j - 1, cache)[:, -1]
-            tok = self._pick(logits, B, cfg_on, opts, generator)
-            out[:, j : j + 1] = tok
+        step = self._decode_fn(cache, compiled)
+        # the fast path under inference_mode (fewer dispatch layers per op; ``out`` stays a normal
+        # tensor); the module path as before, so that what hooks record is a normal tensor too
+        with torch.inference_mode() if fast else contextlib.nullcontext():
+            for j in steps:  # token j, feeding token j - 1 at position C + j - 1
+                if cfg_on and not self._cfg_guides(j, use_cfg, opts):
+                    cfg_on = False
+                    cache.shrink(B)
+                inp = tok.view(-1)  # (B,)
+                if cfg_on:
+                    inp = torch.cat([inp, inp])  # (2B,): both halves see the same token
+                tok = pick(step(inp, C + j - 1), cfg_on)
+                toks.append(tok)
+        out[:, k:] = torch.cat(toks, dim=1)
         return out
+
+    def _decode_fn(self, cache: KVCache, compiled: bool):
+        """The decode step ``(tokens (R,), position int) -> logits (R, V)`` for the sampling loop."""
+        if compiled and fast_path_available(self):
+            fast, fn = FastDecoder(self, cache), compiled_static_step()
+            positions = list(torch.arange(cache.max_len, device=self.device).split(1))  # (1,) tensors
+            return lambda tokens, position: fn(fast, tokens, positions[position])
+        if fast_path_available(self):
+            return FastDecoder(self, cache).step
+        return lambda tokens, position: self.decode_step(tokens[:, None], position, cache)[:, -1]
 
     def _sample_uncached(self, cond, prefix, n, use_cfg, opts, generator, progress) -> Tensor:
         """Reference path: recompute the whole sequence at every step (no KV cache)."""
