@@ -19,11 +19,16 @@ from __future__ import annotations
 import argparse
 import atexit
 import functools
+import gc
+import math
 import os
 import shutil
 import signal
 import sys
 import tempfile
+import threading
+import time
+import traceback
 from pathlib import Path
 
 # Gradio keeps uploads and the files it serves in GRADIO_TEMP_DIR, read when gradio is imported. Unless
@@ -46,6 +51,14 @@ from larp_lab.data.video import VideoError  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 MAX_UPLOAD = "200mb"
+#: Gradio's cache of uploads and served files: every 15 minutes, the files older than 30 minutes are deleted
+DELETE_CACHE = (900, 1800)
+#: sessions kept in memory. Gradio keeps a session for every page visit *and every API call* (its own copy of
+#: the page's configuration, ~0.4 MB here, plus the tab's state: a clip and its tokens), by default 10,000
+#: of them: measured on the bundled models, each 150 API calls grew the server by ~58 MB, without end
+#: (~4 GB at 10,000; benchmarks/soak.py found it). The oldest session is dropped first; its tab then asks
+#: for the clip again ("Reconstruct a clip first.").
+MAX_SESSIONS = 100
 VIDEO_H = 300  #: px: video boxes keep this height whatever the clip's size (a 64x64 clip would fill the width)
 MENU_W = 260  #: px: the model menus take a line each on a phone rather than being squeezed side by side
 #: the samples gallery: no empty band under one row of samples; two columns on a phone (four do not fit)
@@ -56,13 +69,15 @@ CSS = """
 
 
 def _guard(fn):
-    """Turn bad input into a visible gr.Error (one sentence); the app keeps serving."""
+    """Turn bad input into a visible gr.Error (one sentence); the app keeps serving. TypeError and
+    OverflowError are bad input too: Gradio passes some malformed API values through to the handler
+    unchecked (a list for a number, an infinite number where an integer is expected)."""
 
     @functools.wraps(fn)  # keeps the signature: Gradio passes gr.SelectData by its annotation
     def wrapped(*args):
         try:
             return fn(*args)
-        except (ValueError, VideoError, OSError, KeyError) as exc:
+        except (ValueError, TypeError, OverflowError, VideoError, OSError, KeyError) as exc:
             msg = " ".join(str(exc).split()) or type(exc).__name__
             for a in args:  # show an upload by its name, not by the server's temporary path
                 if isinstance(a, str) and len(a) > 1 and a in msg:
@@ -184,6 +199,13 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
     # -------------------------------------------------------------------------------- layout
     def sees_text(c, trained_on: str | None) -> str:
         note = training_note(trained_on)
+        if getattr(c, "token_mode", "holistic") == "patch":  # the baseline of notebook 09 (issue 19)
+            t, h, w = c.patch_grid
+            note = (f"**Patch tokens**: token i is the encoder's output at patch i ({c.temporal_patch_size} frames "
+                    f"x {c.patch_size}x{c.patch_size} pixels; a {t}x{h}x{w} grid in raster order), not a learned "
+                    "query: the baseline LARP is compared with (notebook 09). Generate and Predict need the "
+                    "holistic tokenizer; Explore shows where each patch token looks."
+                    + (f"\n\n{note}" if note else ""))
         return (f"The model sees {c.frame_num} frames from the start time, at a {c.input_size}x{c.input_size} "
                 "centre crop (the short side resized first)." + (f"\n\n{note}" if note else ""))
 
@@ -206,7 +228,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         gr.Markdown(f"**{label}**", elem_classes=["fig-caption"])
         return component(show_label=False, **kw)
 
-    with gr.Blocks(title="larp_lab: LARP video tokenizer", delete_cache=(900, 1800)) as demo:
+    with gr.Blocks(title="larp_lab: LARP video tokenizer", delete_cache=DELETE_CACHE) as demo:
         gr.Markdown(
             "# larp_lab: look inside LARP\n"
             f"Tokenizer **{label(choices['tokenizer'][0])}**: {cfg.frame_num} frames of {cfg.input_size}x"
@@ -545,6 +567,38 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
     return demo
 
 
+def _finite(obj):
+    """``obj`` with every NaN or infinite float written as text (JSON has no such numbers)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def exception_handlers() -> dict:
+    """Two malformed requests that Gradio 6.31 and FastAPI answer with a bare "500 Internal Server Error"
+    (found by tests/app_ui/test_app_http.py): a body that fails validation with NaN or infinity in it
+    (FastAPI's answer quotes the input and cannot write it as JSON), and a queue request naming an event
+    the page does not have (a KeyError in Gradio's queue). Both become a 4xx with a JSON reason."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse
+
+    async def invalid_request(request, exc):
+        return JSONResponse({"detail": _finite(jsonable_encoder(exc.errors()))}, status_code=422)
+
+    async def unknown_key(request, exc):
+        if request.url.path.rstrip("/").endswith("/queue/join"):
+            return JSONResponse({"detail": f"no event {exc} on this page"}, status_code=400)
+        traceback.print_exception(exc)  # anything else is a server error, as before
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    return {RequestValidationError: invalid_request, KeyError: unknown_key}
+
+
 def last_index(n: int) -> int:
     """The upper end of a slider over the indices 0..n-1: Gradio refuses a slider whose ends meet, so a
     single index (a one-layer encoder) gets 0..1, shown fixed at 0 (``interactive=n > 1``)."""
@@ -559,6 +613,64 @@ def generate_text(gen_name: str | None, classes: dict) -> str:
     trained = f", trained on **{DATA_NAMES.get(data, data)}**" if data else ""
     listed = ", ".join(names[:20]) + (f" ... ({len(names) - 20} more)" if len(names) > 20 else "")
     return f"Generator **{label(gen_name)}**{trained}: {len(names)} classes ({listed})."
+
+
+def prune_empty_dirs(root: str | Path, min_age_s: float) -> int:
+    """Remove the directories under ``root`` that are empty and untouched for ``min_age_s`` seconds; returns
+    how many. Gradio's ``delete_cache`` deletes the files it cached but not the directory it made for each
+    one (a hash), so without this an app would keep one empty directory per upload and result, without
+    end (10 minutes of steady use made ~800 directories, benchmarks/soak.py)."""
+    now, n = time.time(), 0
+    for d in sorted(Path(root).rglob("*"), key=lambda p: len(p.parts), reverse=True):  # the deepest first
+        try:
+            if d.is_dir() and not d.is_symlink() and now - d.stat().st_mtime > min_age_s:
+                d.rmdir()  # only when empty
+                n += 1
+        except OSError:  # not empty, or gone
+            continue
+    return n
+
+
+def release_font_files() -> None:
+    """Let matplotlib close the font files it holds. It caches an open font per (font, thread), up to 64,
+    and Gradio's worker threads come and go, so the files of finished threads stayed open: the server's
+    open descriptors crept up by ~3 a minute under steady use (benchmarks/soak.py). A figure being drawn
+    keeps its own reference; the next one opens its font again (a millisecond)."""
+    from matplotlib import font_manager
+
+    clear = getattr(getattr(font_manager, "_get_font", None), "cache_clear", None)
+    if clear is not None:
+        clear()
+        gc.collect()  # the figures drawn meanwhile are cycles that still hold their fonts
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Ask glibc for at most ``arenas`` malloc arenas (``M_ARENA_MAX``) unless ``MALLOC_ARENA_MAX`` says
+    otherwise; False where that is not possible (not glibc). By default glibc gives each new thread up to
+    8 per core, and the worker threads of Gradio that come and go left the server's RSS creeping up
+    (+247 MB over the second half of a 10-minute soak, flat with 2 arenas: benchmarks/soak.py)."""
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-8, arenas))  # -8: M_ARENA_MAX
+    except (OSError, AttributeError):
+        return False
+
+
+def _housekeeping(gradio_cache: str | None, every_s: float = 60.0) -> None:
+    """In a daemon thread, every ``every_s`` seconds: prune the empty directories of Gradio's cache (a walk
+    over at most a few thousand entries) and let matplotlib close its font files."""
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            if gradio_cache:
+                prune_empty_dirs(gradio_cache, min_age_s=60)
+            release_font_files()
+
+    stop = threading.Event()
+    threading.Thread(target=loop, name="larp-lab-housekeeping", daemon=True).start()
 
 
 def _interrupt(signum, frame):
@@ -578,11 +690,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of the bundled models (default: the repository's checkpoints/)")
     p.add_argument("--max-concurrency", type=int, default=2, help="requests processed at once")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most (then 'queue full')")
+    p.add_argument("--max-sessions", type=int, default=MAX_SESSIONS,
+                   help="sessions whose state is kept in memory, the oldest dropped first (every API call is one)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_malloc_arenas()  # before the server's threads start
     import torch
 
     from larp_lab.bundled import checkpoints_dir, set_checkpoints_dir
@@ -601,9 +716,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # missing weights, bad directory: one line, exit 2
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    _housekeeping(os.environ.get("GRADIO_TEMP_DIR"))
     demo.queue(default_concurrency_limit=args.max_concurrency, max_size=args.max_queue).launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD,
-        allowed_paths=[str(EXAMPLES)], show_error=True, css=CSS,
+        allowed_paths=[str(EXAMPLES)], show_error=True, css=CSS, state_session_capacity=args.max_sessions,
+        app_kwargs={"exception_handlers": exception_handlers()},
     )
     return 0
 

@@ -5,6 +5,9 @@ Used by ``tests/test_app.py`` (CI) and ``scripts/app_screens.py`` (the pictures 
 Playwright is a dev dependency, imported when :func:`tour` runs. A problem is one sentence: a page
 error or console error, an error message shown by the app, a page wider than the window (sideways
 scrolling on a phone), a video box taller than the app allows, or a label floating over a figure.
+
+:func:`app_process` (and :func:`running_app`, its URL only) starts ``app.py`` on a free port for the
+tests, the screenshots and ``benchmarks/soak.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,37 +64,79 @@ class TourResult:
     scrub: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class AppProcess:
+    """A running ``app.py`` (see :func:`app_process`)."""
+
+    proc: subprocess.Popen
+    url: str  #: ``http://127.0.0.1:<port>/``
+    log_path: Path  #: the server's stdout and stderr
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM (what ``kill`` and ``docker stop`` send; the app cleans up), SIGKILL if it lingers."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def app_process(app_py: str | Path, args: list[str], *, env: dict[str, str] | None = None,
+                start_timeout_s: float = 180.0, log_path: str | Path | None = None,
+                host: str = "127.0.0.1") -> Iterator[AppProcess]:
+    """Run ``python app.py --host <host> --port <free port> *args`` (offline, no analytics) and yield it
+    once its port answers; the app is stopped on exit. The server's output goes to ``log_path`` (a
+    temporary file, removed afterwards, when not given): a file rather than a pipe, since a pipe that
+    nobody reads fills up (Gradio logs a traceback for each error it shows, ~2 KB) and then blocks the
+    server. Raises RuntimeError (with the end of the app's output) when it does not start."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
+    own_log = log_path is None
+    if own_log:
+        fd, name = tempfile.mkstemp(prefix="larp_lab_app_", suffix=".log")
+        os.close(fd)
+        log_path = name
+    log_path = Path(log_path)
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen([sys.executable, str(app_py), "--host", host, "--port", str(port), *args],
+                                cwd=Path(app_py).parent, env=env, stdout=logf, stderr=subprocess.STDOUT, text=True)
+    app = AppProcess(proc, f"http://{host}:{port}/", log_path)
+    try:
+        deadline = time.time() + start_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the app exited: {app.log()[-3000:]}")
+            try:
+                with socket.create_connection((host, port), timeout=1):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError(f"the app did not start within {start_timeout_s:.0f} s: "
+                                       f"{app.log()[-3000:]}") from None
+                time.sleep(0.3)
+        yield app
+    finally:
+        app.stop(15)
+        if own_log:
+            log_path.unlink(missing_ok=True)
+
+
 @contextmanager
 def running_app(app_py: str | Path, args: list[str], *, env: dict[str, str] | None = None,
                 start_timeout_s: float = 180.0) -> Iterator[str]:
     """Run ``python app.py --port <free port> *args`` (offline, no analytics) and yield its URL;
     the app is stopped on exit. Raises RuntimeError (with the app's output) when it does not start."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **(env or {}))
-    proc = subprocess.Popen([sys.executable, str(app_py), "--port", str(port), *args], cwd=Path(app_py).parent,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + start_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the app exited: {proc.stdout.read()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    raise RuntimeError(f"the app did not start within {start_timeout_s:.0f} s") from None
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with app_process(app_py, args, env=env, start_timeout_s=start_timeout_s) as app:
+        yield app.url
 
 
 def open_tab(page, name: str) -> None:

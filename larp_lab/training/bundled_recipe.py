@@ -854,7 +854,8 @@ def train_bundled(run: BundledRunConfig, *, started: float | None = None) -> dic
                 r, key, lambda dl, c=gcfg: TokenTask(c, data, train_rows, val_rows, rt.device, dl), gcfg, w[key],
                 weights_after, lambda sps: r.final_reserve, len(val_rows) / 256, squeeze=True)
             rec["sequences_seen"] = rec["clips_seen"]
-            r.save_model(task.model, name, steps=rec["steps"], sequences_seen=rec["clips_seen"])
+            r.save_model(task.model, name, steps=rec["steps"], sequences_seen=rec["clips_seen"],
+                         tokenizer=DEFAULT_TOKENIZER)  # the tokens it learned (app: handlers.check_pairing)
             log["stages"][key] = rec
             r.save_log()
             r.say(f"stage 3 {key} done: {rec['steps']} steps, {rec['wall_s']} s; val NLL "
