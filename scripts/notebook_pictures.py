@@ -5,6 +5,8 @@
 The picture is the first PNG output of the notebook (or the N-th with --pick NN:N). Outputs are not
 written back into the notebooks (they stay stripped). The notebooks run as committed: after editing a
 source in notebooks/src/, run `make notebooks` first (this script stops when a notebook is out of date).
+They run on larp_lab.notebook_watchdog's client, as in the notebook tests: a notebook that makes no
+progress for a minute stops with an error naming the notebook and the cell.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:
-    import nbformat
-    from nbclient import NotebookClient
+    from larp_lab.notebook_watchdog import run_notebook
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pick", nargs="*", default=[])
@@ -39,9 +40,8 @@ def main() -> int:
         num = path.name[:2]
         if a.only is not None and num not in a.only:
             continue
-        nb = nbformat.read(path, as_version=4)
         with tempfile.TemporaryDirectory() as d:
-            NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": d}}).execute()
+            nb = run_notebook(path, Path(d), timeout=900, name=str(path.relative_to(ROOT)))
         pngs = [o["data"]["image/png"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                 if "data" in o and "image/png" in o["data"]]
         if not pngs:
