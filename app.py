@@ -99,9 +99,20 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
     data0 = training_data(choices["tokenizer"][0])  # what the first tokenizer was trained on (config.json)
     examples = example_clips(EXAMPLES, data0)  # its kind of clip first, then real footage
 
-    def saw(used: str, trained_on: str | None) -> str:
-        note = training_note(trained_on)
-        return f"**The model saw:** {used}" + (f"\n\n{note}" if note else "")
+    def tokens_note(c) -> str:
+        """What a patch-token tokenizer's tokens are (the baseline of notebook 09, issue 19); "" for LARP's."""
+        if getattr(c, "token_mode", "holistic") != "patch":
+            return ""
+        t, h, w = c.patch_grid
+        return (f"**Patch tokens**: token i is the encoder's output at patch i ({c.temporal_patch_size} frames "
+                f"x {c.patch_size}x{c.patch_size} pixels; a {t}x{h}x{w} grid in raster order), not a learned "
+                "query: the baseline LARP is compared with (notebook 09). Generate and Predict need the "
+                "holistic tokenizer; Explore shows where each patch token looks.")
+
+    def saw(used: str, trained_on: str | None, tok_name: str | None = None) -> str:
+        notes = [n for n in (tokens_note(models.tokenizer(tok_name).config) if tok_name else "",
+                             training_note(trained_on)) if n]
+        return f"**The model saw:** {used}" + "".join(f"\n\n{n}" for n in notes)
 
     # -------------------------------------------------------------------------------- handlers
     @_guard
@@ -110,7 +121,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         res = r["result"]
         figs = figures.reconstruction_figures(res)
         state = {"indices": res.tokens[0].tolist(), "video": res.original, "tokenizer": tok_name}
-        return (str(r["side_by_side"]), saw(r["used"], r["trained_on"]), r["metrics"], figs["psnr"], figs["tokens"],
+        return (str(r["side_by_side"]), saw(r["used"], r["trained_on"], tok_name), r["metrics"], figs["psnr"], figs["tokens"],
                 [str(r["reconstruction"]), str(r["tokens_npy"]), str(r["tokens_json"])], state,
                 gr.update(maximum=len(state["indices"]), value=len(state["indices"])))
 
@@ -186,26 +197,19 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         if not pred_name:
             raise ValueError("No frame-prediction model is loaded (pass --predictor).")
         r = handlers.predict(models, ws, tok_name, pred_name, path, cond_frames, seed, start)
-        return (str(r["video"]), saw(r["used"], r["trained_on"]), r["metrics"],
+        return (str(r["video"]), saw(r["used"], r["trained_on"], tok_name), r["metrics"],
                 figures.per_frame_figure(r["per_frame_psnr"], int(cond_frames)))
 
     @_guard
     def on_explore(tok_name, path, start, query, layer, head):
         r = handlers.explore(models, ws, tok_name, path, int(query), int(layer),
                              None if head == "mean" else int(head), start)
-        return (str(r["overlay"]), saw(r["used"], r["trained_on"]), r["heatmap"], r["surprisal"], r["umap"],
+        return (str(r["overlay"]), saw(r["used"], r["trained_on"], tok_name), r["heatmap"], r["surprisal"], r["umap"],
                 r["info"])
 
     # -------------------------------------------------------------------------------- layout
     def sees_text(c, trained_on: str | None) -> str:
-        note = training_note(trained_on)
-        if getattr(c, "token_mode", "holistic") == "patch":  # the baseline of notebook 09 (issue 19)
-            t, h, w = c.patch_grid
-            note = (f"**Patch tokens**: token i is the encoder's output at patch i ({c.temporal_patch_size} frames "
-                    f"x {c.patch_size}x{c.patch_size} pixels; a {t}x{h}x{w} grid in raster order), not a learned "
-                    "query: the baseline LARP is compared with (notebook 09). Generate and Predict need the "
-                    "holistic tokenizer; Explore shows where each patch token looks."
-                    + (f"\n\n{note}" if note else ""))
+        note = "\n\n".join(n for n in (tokens_note(c), training_note(trained_on)) if n)
         return (f"The model sees {c.frame_num} frames from the start time, at a {c.input_size}x{c.input_size} "
                 "centre crop (the short side resized first)." + (f"\n\n{note}" if note else ""))
 
@@ -242,7 +246,7 @@ def build_app(models: ModelCache, choices: dict[str, list[str]], ws: handlers.Wo
         )
         with gr.Row():
             tok_dd = gr.Dropdown(choices["tokenizer"], value=choices["tokenizer"][0], label="Tokenizer",
-                                 min_width=MENU_W)
+                                 min_width=MENU_W, elem_id="tok_dd")
             gen_dd = gr.Dropdown(gen_names, value=gen_names[0] if gen_names else None, label="Generator",
                                  min_width=MENU_W)
             pred_dd = gr.Dropdown(pred_names, value=pred_names[0] if pred_names else None, label="Frame predictor",

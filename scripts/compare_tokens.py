@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detail-clips", type=int, default=64)
     p.add_argument("--cfg-scale", type=float, default=3.0)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="also store the numbers as the 'holistic_vs_patch' section of this metrics.json (the bundle's)")
     a = p.parse_args(argv)
     t0 = time.monotonic()
     a.out.mkdir(parents=True, exist_ok=True)
@@ -148,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     out["generated_png"] = f"per generator: one sample per digit 0-9, CFG {a.cfg_scale}, first frame"
     out["seconds"] = round(time.monotonic() - t0, 1)
     (a.out / "comparison.json").write_text(json.dumps(out, indent=1, default=float) + "\n", encoding="utf-8")
+    if a.metrics is not None:
+        body = json.loads(a.metrics.read_text(encoding="utf-8")) if a.metrics.is_file() else {}
+        body["holistic_vs_patch"] = {k: out[k] for k in ("clips", "detail_clips", "cfg_scale", "tokenizers", "generators",
+                                                         "detail", "classifier_reads_originals", "prefix_gap_db")}
+        a.metrics.write_text(json.dumps(body, indent=2, default=float) + "\n", encoding="utf-8")
     print(f"wrote {a.out} in {out['seconds']} s")
     return 0
 

@@ -1,5 +1,7 @@
 """A tour of the running app in a headless Chromium (Playwright): every tab's action is run on a clip,
-then every tab is shown and screenshotted at each window size, with the problems a user would see.
+then every tab is shown and screenshotted at each window size, with the problems a user would see;
+at each size, the Tokenizer menu is also switched to a patch-token tokenizer when the app offers one, and
+a clip reconstructed with it.
 
 Used by ``tests/test_app.py`` (CI) and ``scripts/app_screens.py`` (the pictures in ``docs/screens/``).
 Playwright is a dev dependency, imported when :func:`tour` runs. A problem is one sentence: a page
@@ -62,6 +64,9 @@ class TourResult:
     video_box_h: dict[str, float] = field(default_factory=dict)  #: "<tab> <w>x<h> <elem>" -> box height (px)
     #: Training tab: "shown" -> its step line after "Show"; "<w>x<h>" -> the line after scrubbing at that size
     scrub: dict[str, str] = field(default_factory=dict)
+    #: the Tokenizer menu switched to a patch-token tokenizer (when the app offers one), at each size:
+    #: "<w>x<h>" -> the Reconstruct tab's line about the model after reconstructing with it
+    patch_tokens: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,6 +211,50 @@ def _scrub(page, index: int, timeout_ms: int) -> str:
     return " ".join(page.locator("#snap_step").inner_text().split())
 
 
+def _choose_tokenizer(page, part: str, timeout_ms: int) -> str | None:
+    """Pick the first entry of the Tokenizer menu (``#tok_dd``) whose name contains ``part``; its name, or
+    None when the menu offers none."""
+    page.locator("#tok_dd input").first.click()
+    options = page.get_by_role("option").filter(has_text=part)
+    try:
+        options.first.wait_for(state="visible", timeout=3_000)
+    except Exception:  # playwright's TimeoutError: no such tokenizer
+        page.keyboard.press("Escape")
+        return None
+    name = " ".join(options.first.inner_text().split())
+    options.first.click()
+    page.wait_for_function(f"() => (document.querySelector('#tok_dd input') || {{}}).value === {name!r}",
+                           timeout=timeout_ms)
+    return name
+
+
+def _patch_tokens(page, clip: str, start_s: float, size: tuple[int, int], out: Path, res: TourResult,
+                  image_format: str, full_page: bool, timeout_ms: int) -> None:
+    """Switch the Tokenizer menu to a patch-token tokenizer, reconstruct ``clip`` with it on the
+    Reconstruct tab, screenshot it as ``reconstruct_patch_<w>x<h>`` and switch back (issue 19)."""
+    first = page.locator("#tok_dd input").first.input_value()
+    open_tab(page, "Reconstruct")
+    if _choose_tokenizer(page, "patch", timeout_ms) is None:
+        return
+    page.wait_for_function("() => (document.querySelector('#rec_used') || {}).innerText?.includes('Patch tokens')",
+                           timeout=timeout_ms)
+    page.locator("#rec_in input[type=file]").set_input_files(clip)
+    page.locator("#rec_start input").fill(str(start_s))
+    page.wait_for_timeout(300)
+    page.click("#rec_btn")
+    page.locator("#rec_used").get_by_text("frames (").wait_for(timeout=timeout_ms)
+    page.wait_for_function("() => { const v = document.querySelector('#rec_out video'); return !!v && v.readyState >= 2; }",
+                           timeout=timeout_ms)
+    w, h = size
+    res.patch_tokens[f"{w}x{h}"] = " ".join(page.locator("#rec_used").inner_text().split())
+    res.problems += _problems(page, f"Reconstruct with patch tokens at {w}x{h}")
+    path = out / f"reconstruct_patch_{w}x{h}.{'png' if image_format == 'png' else 'jpg'}"
+    page.screenshot(path=str(path), full_page=full_page, type=image_format,
+                    quality=None if image_format == "png" else 80)
+    res.screenshots.append(path)
+    _choose_tokenizer(page, first, timeout_ms)
+
+
 def _hover_token_grid(page) -> str:
     """Hover the middle of the token-id grid; the tooltip's text ("" when none shows)."""
     grid = page.locator("#rec_tokens .nsewdrag").first
@@ -295,6 +344,7 @@ def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHO
                     page.screenshot(path=str(path), full_page=full_page, type=image_format,
                                     quality=None if image_format == "png" else 80)
                     res.screenshots.append(path)
+                _patch_tokens(page, str(clip), start_s, (w, h), out, res, image_format, full_page, timeout_ms)
         finally:
             browser.close()
     for key, height in res.video_box_h.items():

@@ -30,7 +30,8 @@ def clip_rows_figure(rows: Sequence[tuple[str, Tensor]], *, frames: int = 8, tit
         f = ((clip.detach().float().cpu().clamp(-1, 1) + 1) / 2)[:, torch.as_tensor(pick)]  # (3, F, H, W)
         f = torch.nn.functional.pad(f, (0, gap), value=1.0)  # white gap right of each frame
         strips.append(f.permute(2, 1, 3, 0).reshape(H, -1, 3).numpy())
-    fig, axes = new_figure(len(rows), 1, figsize=(1.0 + 0.62 * len(pick), row_height * len(rows) + 0.4))
+    units = strips[0].shape[1] / H  # the strip's width in frame heights (a frame may be several clips wide)
+    fig, axes = new_figure(len(rows), 1, figsize=(1.0 + 0.62 * units, row_height * len(rows) + 0.4))
     for (label, _), strip, ax in zip(rows, strips, axes[:, 0]):
         ax.imshow(strip, interpolation="nearest")
         ax.set_xticks([])

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, save_micro_bundle
+from conftest import REPO, save_micro_bundle, save_micro_tokenizer
 from snapshot_helpers import add_snapshots_to_bundle
 
 from larp_lab.app import tour
@@ -29,6 +29,9 @@ def bundle_dir(tmp_path_factory):
     three training snapshots of its tokenizer (steps 10, 40, 160; the tokenizer itself: step 200)."""
     root = save_micro_bundle(tmp_path_factory.mktemp("app") / "ckpts", data="digits")
     add_snapshots_to_bundle(root, steps=(10, 40, 160), final_steps=200)
+    # the patch-token twin (issue 19): 1x4x4 patches of 8 frames = the 16 tokens of the micro tokenizer
+    save_micro_tokenizer(root / "larp-tiny-patch-tokenizer", metadata={"bundled": "larp-tiny-patch-tokenizer",
+                         "data": "digits"}, seed=4, encoder_depth=1, token_mode="patch", temporal_patch_size=8)
     return root
 
 
@@ -237,7 +240,12 @@ def test_every_tab_at_desktop_and_phone_width(app_url, tmp_path):
     res = tour.tour(app_url, CLIP, shots, sizes=(tour.DESKTOP, tour.PHONE), chromium=CHROMIUM, start_s=2.0)
     assert res.problems == []
     names = sorted(p.name for p in res.screenshots)
-    assert names == sorted(f"{t.lower()}_{w}x{h}.png" for t in tour.TABS for w, h in (tour.DESKTOP, tour.PHONE))
+    sizes = (tour.DESKTOP, tour.PHONE)
+    assert names == sorted([f"{t.lower()}_{w}x{h}.png" for t in tour.TABS for w, h in sizes]
+                           + [f"reconstruct_patch_{w}x{h}.png" for w, h in sizes])
+    for w, h in sizes:  # the Tokenizer menu switched to the patch twin, at both sizes: it says what its tokens are
+        line = res.patch_tokens[f"{w}x{h}"]
+        assert "Patch tokens" in line and "1x4x4 grid" in line and "The model saw: 8 frames (2.00-2.64 s" in line, line
     for p in res.screenshots:
         with Image.open(p) as im:
             w = int(p.stem.split("_")[-1].split("x")[0])
