@@ -178,3 +178,10 @@ print(f"locality: holistic {h['influence_concentration']:.0%} in one block (cons
 if gen:
     print(f"generation: holistic {gen['holistic']['class_accuracy']:.0%} of samples show the digit asked for, "
           f"patch {gen['patch']['class_accuracy']:.0%}")
+
+# %% [markdown]
+# **Going further.** Retrain both and compare again: `scripts/train_bundled.py` makes a new bundle,
+# `scripts/train_patch_twin.py --bundle-log <its train_log.json>` its patch twin with the same clips, steps
+# and seeds, and `scripts/compare_tokens.py` measures the pair (add `--metrics` to store the numbers). The
+# app's Tokenizer menu switches between the bundled two in the Reconstruct, Explore and Surgery tabs;
+# notebook 07 intervenes in the tokens of either.
