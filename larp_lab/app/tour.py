@@ -238,9 +238,11 @@ def _patch_tokens(page, clip: str, start_s: float, size: tuple[int, int], out: P
         return
     page.wait_for_function("() => (document.querySelector('#rec_used') || {}).innerText?.includes('Patch tokens')",
                            timeout=timeout_ms)
-    page.locator("#rec_in input[type=file]").set_input_files(clip)
+    upload = page.locator("#rec_in input[type=file]")
+    if upload.count():  # (after the tab's own run the clip is still loaded: no file input then)
+        upload.set_input_files(clip)
+        page.wait_for_timeout(300)
     page.locator("#rec_start input").fill(str(start_s))
-    page.wait_for_timeout(300)
     page.click("#rec_btn")
     page.locator("#rec_used").get_by_text("frames (").wait_for(timeout=timeout_ms)
     page.wait_for_function("() => { const v = document.querySelector('#rec_out video'); return !!v && v.readyState >= 2; }",
