@@ -104,6 +104,21 @@ def save_micro_bundle(root: Path, data: str = "digits", noise: float = 0.05) -> 
 # shared by the pipelines and app-handler tests; module scope like the tests that use them ---
 
 
+def small_generator(seed=0, **kw) -> LARPGenerator:
+    """A small class-conditional generator (64 wide, 2 layers, 16 tokens over 64 codes, 5 classes; ``kw``
+    replaces fields) with every parameter perturbed (the official init zeroes the head), in eval()."""
+    from larp_lab import GeneratorConfig
+
+    base = dict(dim=64, n_layer=2, n_head=4, vocab_size=64, num_tokens=16, num_classes=5)
+    base.update(kw)
+    torch.manual_seed(seed)
+    gen = LARPGenerator(GeneratorConfig(**base))
+    with torch.no_grad():  # the official init zeroes the head: give it something to say
+        for p in gen.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return gen.eval()
+
+
 def perturbed(model, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -5,21 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import max_abs
+from conftest import small_generator as make
 
-from larp_lab import GeneratorConfig, LARPGenerator
+from larp_lab import LARPGenerator
 from larp_lab.config import GENERATOR_PRESETS
 from larp_lab.models.generator import sample_from_logits, top_k_top_p_filter
-
-
-def make(seed=0, **kw) -> LARPGenerator:
-    base = dict(dim=64, n_layer=2, n_head=4, vocab_size=64, num_tokens=16, num_classes=5)
-    base.update(kw)
-    torch.manual_seed(seed)
-    gen = LARPGenerator(GeneratorConfig(**base))
-    with torch.no_grad():  # the official init zeroes the head: give it something to say
-        for p in gen.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return gen.eval()
 
 
 @pytest.fixture(scope="module")
