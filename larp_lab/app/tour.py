@@ -217,7 +217,7 @@ def _choose_tokenizer(page, part: str, timeout_ms: int) -> str | None:
     page.locator("#tok_dd input").first.click()
     options = page.get_by_role("option").filter(has_text=part)
     try:
-        options.first.wait_for(state="visible", timeout=3_000)
+        options.first.wait_for(state="visible", timeout=10_000)  # a busy machine opens the menu slowly
     except Exception:  # playwright's TimeoutError: no such tokenizer
         page.keyboard.press("Escape")
         return None
