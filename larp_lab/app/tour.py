@@ -323,8 +323,8 @@ def tour(url: str, clip: str | Path, out_dir: str | Path, *, sizes=(DESKTOP, PHO
                 if name == "Reconstruct":
                     res.token_hover = _hover_token_grid(page)
                 if name == "Training":  # the step line once Gradio's "processing" overlay has gone
-                    page.wait_for_function("() => !(document.querySelector('#snap_step') || {}).innerText"
-                                           "?.includes('processing')", timeout=timeout_ms)
+                    page.wait_for_function("() => ((document.querySelector('#snap_step') || {}).innerText || '')"
+                                           ".trim().startsWith('step')", timeout=timeout_ms)  # no timer left
                     res.scrub["shown"] = " ".join(page.locator("#snap_step").inner_text().split())
             for w, h in sizes:
                 page.set_viewport_size({"width": w, "height": h})
