@@ -318,22 +318,33 @@ class TreeStats:
     bytes: int
     files: int
     dirs: int
-    oldest_file_s: float  #: age of the oldest file (by mtime), 0 when there is none
+    oldest_file_s: float  #: age of the oldest file not excluded (by mtime), 0 when there is none
+    oldest_file: str = ""  #: that file's path relative to the root ("" when there is none)
 
 
-def tree_stats(root: str | Path) -> TreeStats:
-    """Total size, files, directories and the oldest file's age under ``root`` (files vanishing meanwhile
-    are skipped)."""
+def tree_files(root: str | Path) -> set[str]:
+    """Every file under ``root``, as paths relative to it."""
+    return {os.path.relpath(os.path.join(d, n), root) for d, _, names in os.walk(root) for n in names}
+
+
+def tree_stats(root: str | Path, exclude: frozenset[str] | set[str] = frozenset()) -> TreeStats:
+    """Total size, files, directories and the oldest file's age and path under ``root`` (files vanishing
+    meanwhile are skipped). Files in ``exclude`` (paths relative to ``root``) count in the totals but not
+    for the oldest file: e.g. the example clips Gradio copies at start-up and keeps on purpose."""
     size = files = dirs = 0
     oldest = now = time.time()
+    oldest_path = ""
     for dirpath, dirnames, filenames in os.walk(root):
         dirs += len(dirnames)
         for name in filenames:
+            path = os.path.join(dirpath, name)
             try:
-                st = os.lstat(os.path.join(dirpath, name))
+                st = os.lstat(path)
             except OSError:
                 continue
             size += st.st_size
             files += 1
-            oldest = min(oldest, st.st_mtime)
-    return TreeStats(size, files, dirs, now - oldest if files else 0.0)
+            rel = os.path.relpath(path, root)
+            if rel not in exclude and st.st_mtime < oldest:
+                oldest, oldest_path = st.st_mtime, rel
+    return TreeStats(size, files, dirs, now - oldest if oldest_path else 0.0, oldest_path)

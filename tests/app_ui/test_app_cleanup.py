@@ -31,3 +31,23 @@ def test_prune_empty_dirs_removes_only_old_empty_directories(tmp_path):
     assert app.prune_empty_dirs(tmp_path, min_age_s=60) == 2
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["b", "b/result.mp4", "c", "d"]
     assert app.prune_empty_dirs(tmp_path / "missing", min_age_s=60) == 0
+
+
+def test_tree_stats_names_the_oldest_file_and_leaves_out_the_excluded(tmp_path):
+    from app_http import tree_files, tree_stats
+
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "digits_3.mp4").write_bytes(b"abc")  # made at start-up: excluded
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "result.mp4").write_bytes(b"12345")
+    (tmp_path / "out" / "new.mp4").write_bytes(b"1")
+    now = time.time()
+    os.utime(tmp_path / "examples" / "digits_3.mp4", (now - 7200, now - 7200))
+    os.utime(tmp_path / "out" / "result.mp4", (now - 600, now - 600))
+    assert tree_files(tmp_path) == {"examples/digits_3.mp4", "out/result.mp4", "out/new.mp4"}
+    everything = tree_stats(tmp_path)
+    assert everything.oldest_file == "examples/digits_3.mp4" and everything.oldest_file_s > 7000
+    ts = tree_stats(tmp_path, exclude={"examples/digits_3.mp4"})
+    assert (ts.bytes, ts.files, ts.dirs) == (9, 3, 2)  # the excluded file still counts in the totals
+    assert ts.oldest_file == "out/result.mp4" and 590 < ts.oldest_file_s < 700
+    assert tree_stats(tmp_path, exclude=tree_files(tmp_path)).oldest_file_s == 0.0
